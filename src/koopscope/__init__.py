@@ -1,0 +1,37 @@
+"""koopscope: Koopman operator spectra of sequence models.
+
+>>> import numpy as np, koopscope as ks
+>>> A = np.array([[0.9, -0.2], [0.2, 0.9]])            # a damped rotation, |λ| = 0.922
+>>> traj = np.empty((50, 2)); traj[0] = [1.0, 0.0]
+>>> for t in range(49): traj[t + 1] = A @ traj[t]
+>>> spec = ks.dmd.fit(traj, method="exact")
+>>> np.round(spec.eigenvalues, 6)
+array([0.9+0.2j, 0.9-0.2j])
+"""
+
+from __future__ import annotations
+
+from koopscope import dmd
+from koopscope.dmd.spectrum import Spectrum
+from koopscope.errors import (
+    DataError,
+    KoopscopeError,
+    MissingDependencyError,
+    NotFittedError,
+    NumericalError,
+    ParameterError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "KoopscopeError",
+    "MissingDependencyError",
+    "NotFittedError",
+    "NumericalError",
+    "ParameterError",
+    "Spectrum",
+    "__version__",
+    "dmd",
+]

@@ -1,0 +1,143 @@
+"""Array backends: the few bulk operations the kernels run on numpy or torch arrays.
+
+Kernels run their bulk linear algebra (centring, Gram products, SVD, QR, symmetric eigenproblems) where the
+data live: a numpy array on the CPU, a torch tensor on its own device (CPU or CUDA). Everything is float64
+there. The small reduced operators (r x r) are then moved to numpy and eigendecomposed with LAPACK in
+complex128; torch's own CUDA ``linalg.eig`` also runs on the host, so nothing is lost by doing it here.
+
+A backend is chosen from the array's type alone, so ``import koopscope`` never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+
+Array = Any  # numpy.ndarray or torch.Tensor
+
+
+def is_torch(x: object) -> bool:
+    """True for a torch tensor, decided without importing torch."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+class NumpyBackend:
+    """float64 numpy arrays on the CPU."""
+
+    name = "numpy"
+
+    @staticmethod
+    def asarray(x: Array) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def to_numpy(x: Array) -> np.ndarray:
+        return np.asarray(x)
+
+    @staticmethod
+    def like(x: np.ndarray, ref: Array) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def mean0(x: np.ndarray) -> np.ndarray:
+        return x.mean(axis=0)
+
+    @staticmethod
+    def svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # economy SVD; gesdd, falling back to the slower but more robust gesvd
+        try:
+            return sla.svd(x, full_matrices=False, lapack_driver="gesdd", check_finite=False)
+        except np.linalg.LinAlgError:
+            return sla.svd(x, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+
+    @staticmethod
+    def eigh(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return sla.eigh(x, check_finite=False, driver="evr")
+
+    @staticmethod
+    def qr(x: np.ndarray) -> np.ndarray:
+        return sla.qr(x, mode="economic", check_finite=False)[0]
+
+    @staticmethod
+    def column_norms(x: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(x, axis=0)
+
+    @staticmethod
+    def hstack(xs: list[np.ndarray]) -> np.ndarray:
+        return np.hstack(xs)
+
+    @staticmethod
+    def rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return x[idx]
+
+
+class TorchBackend:
+    """float64 torch tensors on their own device."""
+
+    name = "torch"
+
+    @staticmethod
+    def asarray(x: Array) -> Any:
+        import torch
+
+        return x.detach().to(dtype=torch.float64)
+
+    @staticmethod
+    def to_numpy(x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    @staticmethod
+    def like(x: np.ndarray, ref: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(np.asarray(x, dtype=np.float64), device=ref.device)
+
+    @staticmethod
+    def mean0(x: Any) -> Any:
+        return x.mean(dim=0)
+
+    @staticmethod
+    def svd(x: Any) -> tuple[Any, Any, Any]:
+        import torch
+
+        return torch.linalg.svd(x, full_matrices=False)
+
+    @staticmethod
+    def eigh(x: Any) -> tuple[Any, Any]:
+        import torch
+
+        return torch.linalg.eigh(x)
+
+    @staticmethod
+    def qr(x: Any) -> Any:
+        import torch
+
+        return torch.linalg.qr(x, mode="reduced")[0]
+
+    @staticmethod
+    def column_norms(x: Any) -> Any:
+        import torch
+
+        return torch.linalg.vector_norm(x, dim=0)
+
+    @staticmethod
+    def hstack(xs: list[Any]) -> Any:
+        import torch
+
+        return torch.hstack(xs)
+
+    @staticmethod
+    def rows(x: Any, idx: np.ndarray) -> Any:
+        import torch
+
+        return x[torch.as_tensor(idx, device=x.device)]
+
+
+Backend = type[NumpyBackend] | type[TorchBackend]
+
+
+def backend_of(x: Array) -> Backend:
+    """The backend that keeps ``x`` where it is."""
+    return TorchBackend if is_torch(x) else NumpyBackend

@@ -1,0 +1,149 @@
+"""Proper orthogonal decomposition of the snapshots and the reduced (projected) DMD problem.
+
+Every projection kernel (exact, tls, hankel, randomized, edmd) works in the coordinates z = Q^T x of a
+rank-r orthonormal basis Q (D, r) of the snapshots' row space, X ≈ P S Q^T. Three solvers give Q:
+
+- ``"svd"``: LAPACK's economy SVD of X (N, D). Most accurate (singular values to eps · σ_1).
+- ``"gram"``: eigendecomposition of the smaller Gram matrix (X^T X, or X X^T for wide data: the method
+  of snapshots). About 3x fewer flops; squares the condition number, so ``"auto"`` only keeps it when
+  the retained σ_r / σ_1 > 1e-5 (relative error of σ_r below 1e-5) and otherwise recomputes by SVD.
+- ``"randomized"``: randomized range finder (Halko, Martinsson & Tropp 2011) with ``oversampling``
+  extra columns and ``power_iterations`` subspace iterations, seeded; O(N D r) for an int rank r.
+
+``"auto"`` picks ``randomized`` for an int rank with r + oversampling ≤ min(N, D) / 2, ``gram`` when one
+side is at least twice the other, and ``svd`` otherwise.
+
+The reduced operator Ã (r, r), with z' ≈ Ã z in the least-squares sense, is Ã = (S^-1 P^T Y Q)^T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from koopscope._backend import Array, backend_of
+from koopscope._linalg import truncation_rank
+from koopscope._validation import Interval, Options, check_param, check_rank, check_seed
+from koopscope.dmd.resdmd import Galerkin
+
+__all__ = ["Projection", "pod", "reduce", "Reduced", "SOLVERS"]
+
+SOLVERS = ("auto", "svd", "gram", "randomized")
+GRAM_FLOOR = 1e-5  # smallest σ_r / σ_1 the Gram solver is trusted with
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A rank-r POD basis of the snapshots X (N, D) ≈ P S Q^T."""
+
+    Q: Array  # (D, r) orthonormal, on the data's device
+    s: np.ndarray  # (r,) retained singular values, descending
+    s_all: np.ndarray  # all singular values computed (for rank diagnostics)
+    P: Array | None  # (N, r) left singular vectors when the solver formed them
+    solver: str
+
+
+def check_solver_options(solver: object, oversampling: object, power_iterations: object, caller: str) -> None:
+    check_param("svd", solver, Options(SOLVERS), caller=caller, fix="choose how the POD basis is computed")
+    check_param("oversampling", oversampling, Interval(int, 0, None), caller=caller, fix="a typical value is 10")
+    check_param("power_iterations", power_iterations, Interval(int, 0, None), caller=caller,
+                fix="a typical value is 2")
+
+
+def _choose_solver(shape: tuple[int, int], rank: object, oversampling: int) -> str:
+    N, D = shape
+    if isinstance(rank, int) and rank + oversampling <= min(N, D) // 2:
+        return "randomized"
+    return "gram" if max(N, D) >= 2 * min(N, D) else "svd"
+
+
+def _pod_svd(X: Array) -> tuple[Array, np.ndarray, Array]:
+    xp = backend_of(X)
+    P, s, Vh = xp.svd(X)  # (N, m), (m,), (m, D)
+    return Vh.T, xp.to_numpy(s), P
+
+
+def _pod_gram(X: Array) -> tuple[Array, np.ndarray, Array | None]:
+    xp = backend_of(X)
+    N, D = X.shape
+    if N >= D:
+        w, Q = xp.eigh(X.T @ X)  # (D,), (D, D) ascending
+        w, Q = xp.to_numpy(w)[::-1], Q.flip(1) if xp.name == "torch" else Q[:, ::-1]
+        return Q, np.sqrt(np.clip(w, 0.0, None)), None
+    w, P = xp.eigh(X @ X.T)  # (N,), (N, N): method of snapshots
+    w, P = xp.to_numpy(w)[::-1], P.flip(1) if xp.name == "torch" else P[:, ::-1]
+    s = np.sqrt(np.clip(w, 0.0, None))
+    inv = xp.like(np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0), X)
+    return (X.T @ P) * inv, s, P  # Q = X^T P S^-1 (D, N)
+
+
+def _pod_randomized(X: Array, width: int, power_iterations: int, seed: int) -> tuple[Array, np.ndarray, Array]:
+    xp = backend_of(X)
+    N, D = X.shape
+    omega = xp.like(np.random.default_rng(seed).standard_normal((N, width)), X)  # (N, l) same on every device
+    Qb = xp.qr(X.T @ omega)  # (D, l) range of X^T
+    for _ in range(power_iterations):
+        Qb = xp.qr(X.T @ xp.qr(X @ Qb))  # subspace iteration, re-orthonormalised each half-step
+    P, s, Vh = xp.svd(X @ Qb)  # (N, l), (l,), (l, l)
+    return Qb @ Vh.T, xp.to_numpy(s), P
+
+
+def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None, solver: str = "auto",
+        seed: int = 0, oversampling: int = 10, power_iterations: int = 2, caller: str = "pod") -> Projection:
+    """Rank-r POD basis of the snapshot rows of X (N, D); see the module docstring for the solvers."""
+    check_rank(rank, energy, caller)
+    check_solver_options(solver, oversampling, power_iterations, caller)
+    seed = check_seed(seed, caller)
+    shape = tuple(X.shape)
+    chosen = _choose_solver(shape, rank, oversampling) if solver == "auto" else solver
+    if chosen == "randomized":
+        if not isinstance(rank, int):
+            check_param("rank", rank, Interval(int, 1, None), caller=caller,
+                        fix="the randomized solver needs an int rank, e.g. rank=32")
+        width = min(rank + oversampling, *shape)  # type: ignore[operator]
+        Q, s_all, P = _pod_randomized(X, width, power_iterations, seed)
+    elif chosen == "gram":
+        Q, s_all, P = _pod_gram(X)
+    else:
+        Q, s_all, P = _pod_svd(X)
+    r = truncation_rank(s_all, shape, rank, energy, caller)
+    if chosen == "gram" and solver == "auto" and s_all[r - 1] < GRAM_FLOOR * s_all[0]:
+        Q, s_all, P = _pod_svd(X)
+        chosen = "svd"
+        r = truncation_rank(s_all, shape, rank, energy, caller)
+    return Projection(Q[:, :r], s_all[:r], s_all, None if P is None else P[:, :r], chosen)
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """The DMD problem in POD coordinates z = Q^T x."""
+
+    operator: np.ndarray  # (r, r) Ã with z' ≈ Ã z
+    gal: Galerkin  # reduced Galerkin matrices for ResDMD
+    lift: np.ndarray | None  # (D, r) Y^T P S^-1, for exact modes
+    z0: np.ndarray  # (r,) first snapshot in POD coordinates
+
+
+def reduce(X: Array, Y: Array, proj: Projection, *, exact_modes: bool = True,
+           holdout: tuple[Array, Array] | None = None) -> Reduced:
+    """Project the pairs on the basis: Ã, the Galerkin matrices (on ``holdout`` pairs if given), the lift."""
+    xp = backend_of(X)
+    Q, s = proj.Q, proj.s
+    N = X.shape[0]
+    ZY = Y @ Q  # (N, r)
+    if proj.P is not None:
+        ZX = proj.P * xp.like(s, X)  # (N, r) = P S, exact for the SVD solvers
+        M = xp.to_numpy(proj.P.T @ ZY) * s[:, None]  # (r, r) = S P^T Y Q = Z_X^T Z_Y
+    else:
+        ZX = X @ Q  # (N, r)
+        M = xp.to_numpy(ZX.T @ ZY)  # (r, r)
+    op = (M / (s**2)[:, None]).T  # Ã = (S^-2 Z_X^T Z_Y)^T
+    if holdout is None:
+        gal = Galerkin(np.diag(s**2) / N, M / N, xp.to_numpy(ZY.T @ ZY) / N)
+    else:
+        HX, HY = holdout[0] @ Q, holdout[1] @ Q  # (M, r)
+        m = HX.shape[0]
+        gal = Galerkin(*(xp.to_numpy(a.T @ b) / m for a, b in ((HX, HX), (HX, HY), (HY, HY))))
+    lift = xp.to_numpy(Y.T @ ZX) / (s**2)[None, :] if exact_modes else None  # (D, r) = Y^T P S^-1
+    return Reduced(op, gal, lift, xp.to_numpy(ZX[0]))

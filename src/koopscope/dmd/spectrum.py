@@ -1,0 +1,146 @@
+"""The result type of every kernel, and the one routine that turns a reduced operator into it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from koopscope._linalg import eig_left_right
+from koopscope.dmd.resdmd import Galerkin, residuals
+
+__all__ = ["Spectrum", "RESIDUAL_THRESHOLD"]
+
+# Colbrook & Townsend (2024); RKSP App. D: modes with residual > 0.1 are flagged as spurious.
+RESIDUAL_THRESHOLD = 0.1
+
+
+def _frozen(a: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Spectrum:
+    """Discrete-time spectrum of a fitted DMD / Koopman operator.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray of shape (k,), complex128
+        One-step eigenvalues, descending modulus, complex-conjugate pairs adjacent (positive imaginary first).
+    modes : ndarray of shape (D, k), complex128, or None
+        DMD (Koopman) modes in the input coordinates (whitened coordinates for ``whitened``), unit norm.
+    amplitudes : ndarray of shape (k,), complex128, or None
+        Mode amplitudes b with x_0 ≈ Σ_j b_j φ_j (the first snapshot, in the kernel's coordinates).
+    eigenfunctions : ndarray of shape (n, k), complex128, or None
+        Coefficients of each Koopman eigenfunction in the kernel's dictionary: for the linear kernels
+        φ_j(x) = c_j · x (centred x for ``whitened``), for ``edmd`` φ_j(x) = ψ(x) · c_j.
+    residuals : ndarray of shape (k,), float64, or None
+        ResDMD residual of each eigenpair; above ``residual_threshold`` an eigenvalue is flagged spurious.
+    method, rank, reason : str, int, str
+        The kernel, the number of retained directions, and why this kernel was chosen.
+    singular_values : ndarray or None
+        Singular values of the (lifted) snapshot matrix, all of them, for rank diagnostics.
+    n_pairs : int
+        Snapshot pairs used to fit the operator.
+    residual_split : str
+        "in-sample" or "held-out" (residuals evaluated on pairs that were not used in the fit).
+    """
+
+    eigenvalues: np.ndarray
+    modes: np.ndarray | None
+    amplitudes: np.ndarray | None
+    residuals: np.ndarray | None
+    method: str
+    rank: int
+    reason: str = ""
+    eigenfunctions: np.ndarray | None = None
+    singular_values: np.ndarray | None = None
+    n_pairs: int = 0
+    residual_split: str = "in-sample"
+    residual_threshold: float = RESIDUAL_THRESHOLD
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("eigenvalues", "modes", "amplitudes", "residuals", "eigenfunctions", "singular_values"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def spectral_radius(self) -> float:
+        """max |λ| (0.0 for an empty spectrum)."""
+        return float(np.abs(self.eigenvalues).max()) if self.eigenvalues.size else 0.0
+
+    @property
+    def spurious(self) -> np.ndarray:
+        """Boolean mask (k,): residual above the threshold (all False without residuals)."""
+        if self.residuals is None:
+            return np.zeros(self.eigenvalues.shape, dtype=bool)
+        return self.residuals > self.residual_threshold
+
+    @property
+    def n_spurious(self) -> int:
+        """Number of eigenvalues flagged spurious by ResDMD."""
+        return int(self.spurious.sum())
+
+    def filtered(self, threshold: float | None = None) -> Spectrum:
+        """The spectrum without the eigenpairs whose residual exceeds ``threshold`` (default: the spectrum's)."""
+        thr = self.residual_threshold if threshold is None else float(threshold)
+        if self.residuals is None:
+            return self
+        keep = self.residuals <= thr
+
+        def take(a: np.ndarray | None, axis: int) -> np.ndarray | None:
+            return None if a is None else np.compress(keep, a, axis=axis)
+
+        return replace(
+            self, eigenvalues=self.eigenvalues[keep], modes=take(self.modes, 1),
+            amplitudes=take(self.amplitudes, 0), residuals=self.residuals[keep],
+            eigenfunctions=take(self.eigenfunctions, 1), residual_threshold=thr,
+            reason=f"{self.reason}; ResDMD filter removed {int((~keep).sum())} eigenvalue(s) with residual > {thr:g}",
+        )
+
+    def __repr__(self) -> str:
+        flagged = "" if self.residuals is None else f", spurious={self.n_spurious}"
+        return (f"Spectrum(method={self.method!r}, rank={self.rank}, k={self.eigenvalues.size}, "
+                f"spectral_radius={self.spectral_radius:.6g}{flagged})")
+
+
+def _unit_columns(V: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(V, axis=0)
+    return V / np.where(norms > 0, norms, 1.0)
+
+
+def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarray | None = None,
+              lift: np.ndarray | None = None, z0: np.ndarray | None = None, gal: Galerkin | None = None,
+              vectors: bool = True, **fields: Any) -> Spectrum:
+    """Eigendecompose a reduced state operator Ã (r, r) with z' ≈ Ã z and assemble a :class:`Spectrum`.
+
+    basis : (D, r) maps reduced coordinates to the input coordinates (x ≈ basis z); modes are basis · v.
+    lift : (D, r), optional; exact DMD modes lift · v / λ (Tu et al. 2014) instead of projected modes.
+    z0 : (r,) reduced first snapshot, for the amplitudes b = (u^H z0) / (u^H v) (bi-orthogonality).
+    gal : reduced Galerkin matrices for the ResDMD residual of each left eigenvector (eigenfunction).
+    vectors : False computes eigenvalues only (no modes, amplitudes or residuals).
+    """
+    lam, U, V = eig_left_right(operator, left=vectors, right=vectors)  # (k,), (r, k), (r, k)
+    if not vectors:
+        return Spectrum(lam, None, None, None, method=method, reason=reason, **fields)
+    g = U.conj()  # eigenfunction coefficients in reduced coordinates: φ_j(z) = g_j · z
+    res = None if gal is None else residuals(lam, g, gal)
+    amplitudes = None
+    if z0 is not None:
+        denom = np.einsum("ik,ik->k", U.conj(), V)  # u_j^H v_j
+        amplitudes = (U.conj().T @ z0) / np.where(denom != 0, denom, np.nan)
+    modes = eigenfunctions = None
+    if basis is not None:
+        modes = basis @ V  # (D, k) projected modes
+        eigenfunctions = basis @ g  # (D, k), valid when basis is orthonormal; kernels override otherwise
+        if lift is not None:
+            nonzero = np.abs(lam) > 1e-12 * max(1.0, np.abs(lam).max(initial=0.0))
+            modes = np.where(nonzero, (lift @ V) / np.where(nonzero, lam, 1.0), modes)
+        modes = _unit_columns(modes)
+    fields.setdefault("eigenfunctions", eigenfunctions)
+    return Spectrum(lam, modes, amplitudes, res, method=method, reason=reason, **fields)
