@@ -19,6 +19,7 @@ import scipy.optimize as sopt
 from koopscope.errors import NumericalError, ParameterError
 
 __all__ = [
+    "real_matmul",
     "eig_left_right",
     "mp_median",
     "numerical_rank",
@@ -26,6 +27,15 @@ __all__ = [
     "svht_threshold",
     "truncation_rank",
 ]
+
+
+def real_matmul(R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """R @ C for real R (m, n) and complex C (n, k) with one real GEMM instead of a 4x complex one."""
+    if not np.iscomplexobj(C):
+        return R @ C
+    k = C.shape[1]
+    RC = R @ np.hstack([C.real, C.imag])  # (m, 2k)
+    return RC[:, :k] + 1j * RC[:, k:]
 
 
 def sort_spectrum(eigenvalues: np.ndarray) -> np.ndarray:

@@ -146,8 +146,8 @@ def _as_2d(name: str, x: object, caller: str) -> Array:
         raise DataError(f"{name} passed to {caller} has dtype {dtype}; expected a real numeric array of shape (T, D).")
     if len(shape) != 2:
         hint = (f"for a scalar series pass {name}.reshape(-1, 1)" if len(shape) == 1 else
-                f"reshape it to (T, D); for a batch of trajectories form snapshot pairs per trajectory and "
-                f"concatenate them (pass X and Y)" if len(shape) == 3 else "pass a (T, D) array")
+                "reshape it to (T, D); for a batch of trajectories form snapshot pairs per trajectory and "
+                "concatenate them (pass X and Y)" if len(shape) == 3 else "pass a (T, D) array")
         raise DataError(f"{name} passed to {caller} must be a 2-D array of shape (T, D) with one snapshot per row; "
                         f"got a {len(shape)}-D array of shape {shape}: {hint}.")
     return backend_of(x).asarray(x)

@@ -42,6 +42,7 @@ class Projection:
     s_all: np.ndarray  # all singular values computed (for rank diagnostics)
     P: Array | None  # (N, r) left singular vectors when the solver formed them
     solver: str
+    gram: Array | None = None  # (D, D) X^T X when the Gram solver formed it (tall data)
 
 
 def check_solver_options(solver: object, oversampling: object, power_iterations: object, caller: str) -> None:
@@ -64,18 +65,23 @@ def _pod_svd(X: Array) -> tuple[Array, np.ndarray, Array]:
     return Vh.T, xp.to_numpy(s), P
 
 
-def _pod_gram(X: Array) -> tuple[Array, np.ndarray, Array | None]:
+def _pod_snapshots(X: Array) -> tuple[Array, np.ndarray, Array]:
+    """Wide data (N < D): the method of snapshots, eigendecomposition of X X^T (N, N); returns (Q, s, P)."""
     xp = backend_of(X)
-    N, D = X.shape
-    if N >= D:
-        w, Q = xp.eigh(X.T @ X)  # (D,), (D, D) ascending
-        w, Q = xp.to_numpy(w)[::-1], Q.flip(1) if xp.name == "torch" else Q[:, ::-1]
-        return Q, np.sqrt(np.clip(w, 0.0, None)), None
     w, P = xp.eigh(X @ X.T)  # (N,), (N, N): method of snapshots
     w, P = xp.to_numpy(w)[::-1], P.flip(1) if xp.name == "torch" else P[:, ::-1]
     s = np.sqrt(np.clip(w, 0.0, None))
     inv = xp.like(np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0), X)
     return (X.T @ P) * inv, s, P  # Q = X^T P S^-1 (D, N)
+
+
+def _pod_moments(X: Array) -> tuple[Array, np.ndarray, Array]:
+    """Tall data: eigendecomposition of C = X^T X (D, D); returns (Q, s, C)."""
+    xp = backend_of(X)
+    C = X.T @ X  # (D, D)
+    w, Q = xp.eigh(C)  # ascending
+    w, Q = xp.to_numpy(w)[::-1], Q.flip(1) if xp.name == "torch" else Q[:, ::-1]
+    return Q, np.sqrt(np.clip(w, 0.0, None)), C
 
 
 def _pod_randomized(X: Array, width: int, power_iterations: int, seed: int) -> tuple[Array, np.ndarray, Array]:
@@ -97,22 +103,26 @@ def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None,
     seed = check_seed(seed, caller)
     shape = tuple(X.shape)
     chosen = _choose_solver(shape, rank, oversampling) if solver == "auto" else solver
+    C = None
     if chosen == "randomized":
         if not isinstance(rank, int):
             check_param("rank", rank, Interval(int, 1, None), caller=caller,
                         fix="the randomized solver needs an int rank, e.g. rank=32")
         width = min(rank + oversampling, *shape)  # type: ignore[operator]
         Q, s_all, P = _pod_randomized(X, width, power_iterations, seed)
+    elif chosen == "gram" and shape[0] >= shape[1]:
+        Q, s_all, C = _pod_moments(X)
+        P = None
     elif chosen == "gram":
-        Q, s_all, P = _pod_gram(X)
+        Q, s_all, P = _pod_snapshots(X)
     else:
         Q, s_all, P = _pod_svd(X)
     r = truncation_rank(s_all, shape, rank, energy, caller)
     if chosen == "gram" and solver == "auto" and s_all[r - 1] < GRAM_FLOOR * s_all[0]:
         Q, s_all, P = _pod_svd(X)
-        chosen = "svd"
+        chosen, C = "svd", None
         r = truncation_rank(s_all, shape, rank, energy, caller)
-    return Projection(Q[:, :r], s_all[:r], s_all, None if P is None else P[:, :r], chosen)
+    return Projection(Q[:, :r], s_all[:r], s_all, None if P is None else P[:, :r], chosen, C)
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,8 @@ class Reduced:
 def reduce(X: Array, Y: Array, proj: Projection, *, exact_modes: bool = True,
            holdout: tuple[Array, Array] | None = None) -> Reduced:
     """Project the pairs on the basis: Ã, the Galerkin matrices (on ``holdout`` pairs if given), the lift."""
+    if proj.gram is not None and holdout is None:
+        return _reduce_moments(X, Y, proj, exact_modes)
     xp = backend_of(X)
     Q, s = proj.Q, proj.s
     N = X.shape[0]
@@ -147,3 +159,17 @@ def reduce(X: Array, Y: Array, proj: Projection, *, exact_modes: bool = True,
         gal = Galerkin(*(xp.to_numpy(a.T @ b) / m for a, b in ((HX, HX), (HX, HY), (HY, HY))))
     lift = xp.to_numpy(Y.T @ ZX) / (s**2)[None, :] if exact_modes else None  # (D, r) = Y^T P S^-1
     return Reduced(op, gal, lift, xp.to_numpy(ZX[0]))
+
+
+def _reduce_moments(X: Array, Y: Array, proj: Projection, exact_modes: bool) -> Reduced:
+    """Tall data (N >= D): everything from the D x D moments, so only two passes touch the N rows."""
+    xp = backend_of(X)
+    Q, s, N = proj.Q, proj.s, X.shape[0]
+    Cxy = X.T @ Y  # (D, D)
+    Cyy = Y.T @ Y  # (D, D)
+    CxyQ = Cxy @ Q  # (D, r)
+    M = xp.to_numpy(Q.T @ CxyQ)  # (r, r) = Z_X^T Z_Y
+    L = xp.to_numpy(Q.T @ (Cyy @ Q))  # (r, r) = Z_Y^T Z_Y
+    op = (M / (s**2)[:, None]).T  # Ã = (S^-2 Z_X^T Z_Y)^T
+    lift = xp.to_numpy(Cxy.T @ Q) / (s**2)[None, :] if exact_modes else None  # (D, r) = Y^T X Q S^-2
+    return Reduced(op, Galerkin(np.diag(s**2) / N, M / N, L / N), lift, xp.to_numpy(X[0] @ Q))

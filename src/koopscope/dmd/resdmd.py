@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from koopscope._backend import Array, backend_of
+from koopscope._linalg import real_matmul
 from koopscope.errors import DataError
 
 __all__ = ["Galerkin", "galerkin", "holdout_split", "residuals", "pseudospectrum"]
@@ -46,7 +47,7 @@ def residuals(eigenvalues: np.ndarray, coefficients: np.ndarray, gal: Galerkin) 
     """
     lam = np.asarray(eigenvalues, dtype=np.complex128)  # (k,)
     g = np.asarray(coefficients, dtype=np.complex128)    # (n, k)
-    Gg, Ag, Lg = gal.G @ g, gal.A @ g, gal.L @ g         # (n, k) each
+    Gg, Ag, Lg = (real_matmul(M, g) if not np.iscomplexobj(M) else M @ g for M in gal)  # (n, k) each
     gGg = np.einsum("ik,ik->k", g.conj(), Gg).real       # (k,)
     gAg = np.einsum("ik,ik->k", g.conj(), Ag)            # (k,)  g^H A g
     gLg = np.einsum("ik,ik->k", g.conj(), Lg).real       # (k,)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from koopscope._linalg import eig_left_right
+from koopscope._linalg import eig_left_right, real_matmul
 from koopscope.dmd.resdmd import Galerkin, residuals
 
 __all__ = ["Spectrum", "RESIDUAL_THRESHOLD"]
@@ -116,31 +116,30 @@ def _unit_columns(V: np.ndarray) -> np.ndarray:
 
 def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarray | None = None,
               lift: np.ndarray | None = None, z0: np.ndarray | None = None, gal: Galerkin | None = None,
-              vectors: bool = True, **fields: Any) -> Spectrum:
+              modes: bool = True, **fields: Any) -> Spectrum:
     """Eigendecompose a reduced state operator Ã (r, r) with z' ≈ Ã z and assemble a :class:`Spectrum`.
 
     basis : (D, r) maps reduced coordinates to the input coordinates (x ≈ basis z); modes are basis · v.
     lift : (D, r), optional; exact DMD modes lift · v / λ (Tu et al. 2014) instead of projected modes.
     z0 : (r,) reduced first snapshot, for the amplitudes b = (u^H z0) / (u^H v) (bi-orthogonality).
-    gal : reduced Galerkin matrices for the ResDMD residual of each left eigenvector (eigenfunction).
-    vectors : False computes eigenvalues only (no modes, amplitudes or residuals).
+    gal : reduced Galerkin matrices for the ResDMD residual of each left eigenvector (eigenfunction);
+        None skips the residuals (and the left eigenvectors when ``modes`` is False too).
+    modes : False skips the right eigenvectors, modes and amplitudes.
     """
-    lam, U, V = eig_left_right(operator, left=vectors, right=vectors)  # (k,), (r, k), (r, k)
-    if not vectors:
-        return Spectrum(lam, None, None, None, method=method, reason=reason, **fields)
-    g = U.conj()  # eigenfunction coefficients in reduced coordinates: φ_j(z) = g_j · z
+    lam, U, V = eig_left_right(operator, left=gal is not None or modes, right=modes)  # (k,), (r, k), (r, k)
+    g = None if U is None else U.conj()  # eigenfunction coefficients in reduced coordinates: φ_j(z) = g_j · z
     res = None if gal is None else residuals(lam, g, gal)
-    amplitudes = None
-    if z0 is not None:
+    amplitudes = Phi = eigenfunctions = None
+    if V is not None and z0 is not None:
         denom = np.einsum("ik,ik->k", U.conj(), V)  # u_j^H v_j
         amplitudes = (U.conj().T @ z0) / np.where(denom != 0, denom, np.nan)
-    modes = eigenfunctions = None
-    if basis is not None:
-        modes = basis @ V  # (D, k) projected modes
-        eigenfunctions = basis @ g  # (D, k), valid when basis is orthonormal; kernels override otherwise
+    if basis is not None and g is not None:
+        eigenfunctions = real_matmul(basis, g)  # (D, k), valid when basis is orthonormal; kernels override otherwise
+    if basis is not None and V is not None:
+        Phi = real_matmul(basis, V)  # (D, k) projected modes
         if lift is not None:
             nonzero = np.abs(lam) > 1e-12 * max(1.0, np.abs(lam).max(initial=0.0))
-            modes = np.where(nonzero, (lift @ V) / np.where(nonzero, lam, 1.0), modes)
-        modes = _unit_columns(modes)
+            Phi = np.where(nonzero, real_matmul(lift, V) / np.where(nonzero, lam, 1.0), Phi)
+        Phi = _unit_columns(Phi)
     fields.setdefault("eigenfunctions", eigenfunctions)
-    return Spectrum(lam, modes, amplitudes, res, method=method, reason=reason, **fields)
+    return Spectrum(lam, Phi, amplitudes, res, method=method, reason=reason, **fields)

@@ -1,0 +1,134 @@
+"""Whitened DMD as in RKSP (Kim et al. 2026, §3.2.2, Eqs. 6-9): ZCA whitening by the pre-snapshot covariance.
+
+Both sides are centred by their own means and whitened by the same matrix built from X alone,
+
+    X̃ = (X - x̄) W,  Ỹ = (Y - ȳ) W,   W = Σ^{-1/2},  Σ = (X - x̄)^T (X - x̄) / (N - 1) + ε I,  ε = 1e-5,
+
+and the operator is Â = argmin ||Ỹ - X̃ Â^T||, i.e. Â = Ỹ^T X̃^{+T} in column form. Nothing N x D is
+pseudo-inverted: with C_xx = U diag(s) U^T and the r directions of numerical support, the whitened PCA
+coordinates z = diag((s + ε)^{-1/2}) U_r^T (x - x̄) have Galerkin matrices G = diag(s / (s + ε)),
+A = W_r U_r^T C_xy U_r W_r and L = W_r U_r^T C_yy U_r W_r, and Ã = (G^{-1} A)^T. Modes are reported
+in the ZCA-whitened coordinates (U_r v).
+
+Because the same W acts on both sides, Â = W C_yx C_xx^{-1} W^{-1} when C_xx is invertible: a similarity, so
+the eigenvalues do not depend on ε and are invariant under any invertible change of coordinates of
+the states. The eigenvalue-only path uses exactly that (a Cholesky solve, no eigendecomposition of Σ).
+
+Rank r (RKSP App. D: rank 32) runs randomized DMD on the whitened snapshots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from koopscope._backend import Array, backend_of
+from koopscope._linalg import eig_left_right
+from koopscope._validation import Interval, Options, check_pairs, check_param, check_seed
+from koopscope.dmd.exact import check_common, fit_projected
+from koopscope.dmd.resdmd import Galerkin, holdout_split
+from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
+
+__all__ = ["whitened", "WHITENING_EPS"]
+
+WHITENING_EPS = 1e-5  # RKSP App. D: Σ̂ = (1/(N-1)) X_c X_c^T + ε I with ε = 1e-5
+CHOLESKY_FLOOR = 1e-10  # smallest s_min / s_max for which the eigenvalue-only Cholesky path is used
+
+
+def _moments(X: Array, Y: Array, need_yy: bool) -> tuple[Array, Array, Array, Array, Array | None]:
+    xp = backend_of(X)
+    xbar, ybar = xp.mean0(X), xp.mean0(Y)  # (D,)
+    Xc, Yc = X - xbar, Y - ybar  # (N, D)
+    n = X.shape[0] - 1
+    Cxx = (Xc.T @ Xc) / n  # (D, D)
+    Cxy = (Xc.T @ Yc) / n  # (D, D)
+    Cyy = (Yc.T @ Yc) / n if need_yy else None  # (D, D)
+    return xbar, ybar, Cxx, Cxy, Cyy
+
+
+def _eigenvalues_by_cholesky(Cxx: np.ndarray, Cxy: np.ndarray) -> np.ndarray | None:
+    """eig(C_yx C_xx^{-1}) = eig(Â) when C_xx is well conditioned; None otherwise."""
+    try:
+        c, lower = sla.cho_factor(Cxx, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.abs(np.diag(c))
+    if d.min() ** 2 < CHOLESKY_FLOOR * d.max() ** 2:
+        return None
+    Mt = sla.cho_solve((c, lower), Cxy, check_finite=False)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T
+    return eig_left_right(Mt, left=False, right=False)[0]
+
+
+def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None, eps: float = WHITENING_EPS,
+             modes: str | None = "projected", residuals: bool = True, holdout: float | None = None,
+             residual_threshold: float = RESIDUAL_THRESHOLD, seed: int = 0, oversampling: int = 10,
+             power_iterations: int = 2, orientation: str = "check",
+             reason: str = "method='whitened' requested") -> Spectrum:
+    """ZCA-whitened DMD (RKSP) of a trajectory X (T, D) or pairs X, Y (N, D).
+
+    Parameters
+    ----------
+    rank : None, "full" or int, default=None
+        Full rank by covariance algebra, or rank r by randomized DMD on the whitened snapshots.
+    eps : float, default=1e-5
+        Ridge ε added to the pre-snapshot covariance before the inverse square root.
+    modes : {"projected"} or None, default="projected"
+        Modes in whitened (ZCA) coordinates; None skips them (with ``residuals=False``: eigenvalues only).
+
+    The other parameters are those of :func:`koopscope.dmd.exact`.
+    """
+    check_param("rank", rank, Interval(int, 1, None), Options(("full",)), None, caller="whitened",
+                fix="use None/'full' for full rank or an int r for randomized rank-r whitened DMD")
+    check_param("eps", eps, Interval(float, 0.0, None), caller="whitened", fix="RKSP uses eps=1e-5")
+    check_param("modes", modes, Options(("projected", "exact")), None, caller="whitened",
+                fix="whitened modes are projected modes in ZCA coordinates; None skips them")
+    check_common("projected", holdout, residual_threshold, "whitened")
+    seed = check_seed(seed, "whitened")
+    X, Y = check_pairs(X, Y, caller="whitened", orientation=orientation)
+    held = None
+    if holdout is not None:
+        X, Y, *held = holdout_split(X, Y, holdout, seed)
+    xp = backend_of(X)
+    N, D = X.shape
+    xbar, ybar, Cxx, Cxy, Cyy = _moments(X, Y, need_yy=residuals and held is None)
+    Cxx_np, Cxy_np = xp.to_numpy(Cxx), xp.to_numpy(Cxy)
+    if rank in (None, "full") and modes is None and not residuals:
+        lam = _eigenvalues_by_cholesky(Cxx_np, Cxy_np)
+        if lam is not None:
+            return Spectrum(lam, None, None, None, method="whitened", rank=D, reason=reason, n_pairs=N,
+                            residual_threshold=residual_threshold, options={"eps": eps, "path": "cholesky"})
+    s, U = sla.eigh(Cxx_np, check_finite=False, driver="evr")  # ascending
+    s, U = s[::-1], U[:, ::-1]
+    r = int((s > max(N, D) * np.finfo(np.float64).eps * max(s[0], 0.0)).sum())
+    s, U = s[:r], np.ascontiguousarray(U[:, :r])  # (r,), (D, r) numerical support of C_xx
+    w = 1.0 / np.sqrt(s + eps)  # (r,) diagonal of W_r in PCA coordinates
+    Wr = U * w  # (D, r): z = W_r^T (x - x̄)
+    if isinstance(rank, int):
+        Wd = xp.like(Wr, X)
+        Xw, Yw = (X - xbar) @ Wd, (Y - ybar) @ Wd  # (N, r) whitened snapshots
+        hw = None if held is None else ((held[0] - xbar) @ Wd, (held[1] - ybar) @ Wd)
+        spec = fit_projected(Xw, Yw, method="whitened", reason=reason, rank=min(rank, r), energy=None,
+                             modes=modes and "projected", residuals=residuals, holdout=None, held=hw,
+                             residual_threshold=residual_threshold, svd="randomized", seed=seed,
+                             oversampling=oversampling, power_iterations=power_iterations, eps=eps,
+                             orientation="rows")
+        from dataclasses import replace
+
+        lift = lambda V: None if V is None else U @ V  # noqa: E731  PCA-whitened -> ZCA coordinates
+        return replace(spec, modes=lift(spec.modes), eigenfunctions=lift(spec.eigenfunctions))
+    A = Wr.T @ Cxy_np @ Wr  # (r, r)
+    G = s * w**2  # (r,) = s / (s + ε)
+    op = (A / G[:, None]).T  # Ã = (G^-1 A)^T
+    gal = None
+    if residuals and held is None:
+        gal = Galerkin(np.diag(G), A, Wr.T @ xp.to_numpy(Cyy) @ Wr)
+    elif residuals:
+        Wd = xp.like(Wr, X)
+        HX, HY = xp.to_numpy((held[0] - xbar) @ Wd), xp.to_numpy((held[1] - ybar) @ Wd)  # (M, r)
+        m = HX.shape[0]
+        gal = Galerkin(HX.T @ HX / m, HX.T @ HY / m, HY.T @ HY / m)
+    z0 = Wr.T @ xp.to_numpy(X[0] - xbar)  # (r,)
+    return decompose(op, method="whitened", reason=reason, basis=U, z0=z0, gal=gal, modes=modes is not None,
+                     rank=r, singular_values=np.sqrt(s * (N - 1)), n_pairs=N,
+                     residual_split="in-sample" if held is None else "held-out",
+                     residual_threshold=residual_threshold, options={"eps": eps, "path": "eigh"})
