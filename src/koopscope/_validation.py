@@ -17,7 +17,7 @@ import numpy as np
 from koopscope._backend import Array, backend_of, is_torch
 from koopscope.errors import DataError, ParameterError
 
-__all__ = ["Interval", "Options", "check_param", "check_pairs", "check_rank", "check_seed"]
+__all__ = ["Interval", "Options", "as_2d", "check_finite", "check_param", "check_pairs", "check_rank", "check_seed"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def check_rank(rank: object, energy: object, caller: str) -> None:
         )
 
 
-def _as_2d(name: str, x: object, caller: str) -> Array:
+def as_2d(name: str, x: object, caller: str) -> Array:
     """Type, dtype and dimension checks; returns a float64 array on the input's device."""
     if is_torch(x):
         dtype = str(x.dtype).removeprefix("torch.")  # type: ignore[attr-defined]
@@ -153,13 +153,14 @@ def _as_2d(name: str, x: object, caller: str) -> Array:
     return backend_of(x).asarray(x)
 
 
-def _check_content(name: str, x: Array, caller: str) -> None:
-    xn = backend_of(x).to_numpy(x)
-    finite = np.isfinite(xn)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        raise DataError(f"{name} passed to {caller} contains {int((~finite).sum())} NaN/Inf value(s), the first at "
-                        f"row {row}, column {col}; DMD needs finite snapshots: drop or impute those rows first.")
+def check_finite(name: str, x: Array, caller: str) -> None:
+    """Raise :class:`DataError` naming the first NaN/Inf entry (checked on the array's own device)."""
+    bad = ~(x.isfinite() if is_torch(x) else np.isfinite(x))
+    count = int(bad.sum())
+    if count:
+        row, col = (int(i) for i in (bad.nonzero()[0] if is_torch(x) else np.argwhere(bad)[0]))
+        raise DataError(f"{name} passed to {caller} contains {count} NaN/Inf value(s), the first at row {row}, column "
+                        f"{col}; DMD needs finite snapshots: drop or impute those rows first.")
 
 
 def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
@@ -172,7 +173,7 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
     """
     check_param("orientation", orientation, Options(("check", "rows")), caller=caller,
                 fix="use 'check' (default) or 'rows' to accept D > 10*T")
-    Xa = _as_2d("X", X, caller)
+    Xa = as_2d("X", X, caller)
     if Y is None:
         T, D = Xa.shape
         if T < 2:
@@ -184,7 +185,7 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
         if is_torch(X) != is_torch(Y):
             raise DataError(f"X and Y passed to {caller} must both be numpy arrays or both torch tensors; got "
                             f"{type(X).__name__} and {type(Y).__name__}: convert one of them.")
-        Ya = _as_2d("Y", Y, caller)
+        Ya = as_2d("Y", Y, caller)
         if tuple(Xa.shape) != tuple(Ya.shape):
             raise DataError(f"X and Y passed to {caller} must have the same shape (N, D); got X {tuple(Xa.shape)} "
                             f"and Y {tuple(Ya.shape)}: row i of Y must be the successor of row i of X.")
@@ -204,19 +205,25 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
         raise DataError(f"X passed to {caller} has shape {(T, D) if what == 'trajectory' else (N, D)}, with D = {D} > "
                         f"10 x {T} snapshots, which looks transposed (rows must be snapshots): pass X.T, or "
                         "orientation='rows' if the rows really are snapshots.")
-    _check_content("X", Xa, caller)
-    _check_content("Y", Ya, caller)
+    check_finite("X", Xa, caller)
+    check_finite("Y", Ya, caller)
     _check_not_degenerate(Xa, Ya, caller)
     return Xa, Ya
 
 
+def _extent(x: Array) -> tuple[float, float]:
+    """(max |x|, max over features of the range of x across snapshots), on the array's device."""
+    if is_torch(x):
+        return float(x.abs().max()), float((x.amax(dim=0) - x.amin(dim=0)).max())
+    return float(np.abs(x).max()), float(np.ptp(x, axis=0).max())
+
+
 def _check_not_degenerate(X: Array, Y: Array, caller: str) -> None:
-    xn, yn = backend_of(X).to_numpy(X), backend_of(Y).to_numpy(Y)
-    scale = max(np.abs(xn).max(), np.abs(yn).max())
+    (sx, rx), (sy, ry) = _extent(X), _extent(Y)
+    scale, spread = max(sx, sy), max(rx, ry)
     if scale == 0.0:
         raise DataError(f"X passed to {caller} is all zeros (rank 0); there are no dynamics to fit: check the "
                         "capture or the input.")
-    spread = max(np.ptp(xn, axis=0).max(), np.ptp(yn, axis=0).max())
     if spread <= 1e-12 * scale:
         raise DataError(f"X passed to {caller} is constant (every snapshot equals the first, up to 1e-12 relative); "
                         "a constant state carries no dynamics: pass a trajectory that moves.")

@@ -27,7 +27,7 @@ from collections import deque
 import numpy as np
 
 from koopscope._backend import backend_of, is_torch
-from koopscope._validation import Interval, Options, _as_2d, _check_content, check_param
+from koopscope._validation import Interval, Options, as_2d, check_finite, check_param
 from koopscope.dmd.resdmd import Galerkin
 from koopscope.dmd.spectrum import Spectrum, decompose
 from koopscope.errors import DataError, NotFittedError
@@ -85,7 +85,7 @@ def _check_width(name: str, X: np.ndarray, dim: int, caller: str) -> None:
 
 def _check_chunk(X: object, Y: object, dim: int, caller: str) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (N, D) from pairs X, Y or from a trajectory X (T, D); float64 numpy arrays."""
-    Xa = _as_2d("X", X, caller)
+    Xa = as_2d("X", X, caller)
     _check_width("X", Xa, dim, caller)
     if Y is None:
         if Xa.shape[0] < 2:
@@ -94,13 +94,13 @@ def _check_chunk(X: object, Y: object, dim: int, caller: str) -> tuple[np.ndarra
                             "pairs X, Y.")
         Xa, Ya = Xa[:-1], Xa[1:]
     else:
-        Ya = _as_2d("Y", Y, caller)
+        Ya = as_2d("Y", Y, caller)
         if tuple(Ya.shape) != tuple(Xa.shape):
             raise DataError(f"X and Y passed to {caller} must have the same shape (N, {dim}); got "
                             f"X {tuple(Xa.shape)} and Y {tuple(Ya.shape)}: row i of Y must be the "
                             "successor of row i of X.")
-    _check_content("X", Xa, caller)
-    _check_content("Y", Ya, caller)
+    check_finite("X", Xa, caller)
+    check_finite("Y", Ya, caller)
     return backend_of(Xa).to_numpy(Xa), backend_of(Ya).to_numpy(Ya)
 
 
