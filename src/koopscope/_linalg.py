@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import numbers
 from functools import lru_cache
 
 import numpy as np
@@ -126,6 +127,8 @@ def truncation_rank(singular_values: np.ndarray, shape: tuple[int, int], rank: i
     The result is at least 1 and never above the numerical rank.
     """
     s = np.asarray(singular_values, dtype=np.float64)
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        rank = int(rank)  # numpy integers too
     full = numerical_rank(s, shape)
     if full == 0:
         raise NumericalError(f"The snapshot matrix passed to {caller} has numerical rank 0; there are no dynamics "

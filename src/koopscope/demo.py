@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from koopscope._validation import Interval, Options, check_param, check_seed
+from koopscope import dmd
+from koopscope._validation import Interval, check_param, check_seed
 from koopscope.dmd.spectrum import Spectrum
 
 __all__ = ["PLANTED_EIGENVALUES", "DemoResult", "demo_trajectory", "match_eigenvalues", "run_demo"]
@@ -164,23 +165,11 @@ def match_eigenvalues(planted: np.ndarray, recovered: np.ndarray) -> tuple[np.nd
     return matched, errors
 
 
-def _fit(traj: np.ndarray, method: str) -> Spectrum:
-    from koopscope import dmd
-
-    fit = getattr(dmd, "fit", None)
-    if fit is not None:
-        return fit(traj, method=method)
-    # Until the kernel selector lands, the demo runs exact DMD (the selector's default).
-    check_param("method", method, Options(("auto", "exact")), caller="koopscope demo",
-                fix="this build has only the exact kernel")
-    return dmd.exact(traj, reason="koopscope.dmd.fit is not available in this build; ran exact DMD")
-
-
 def run_demo(T: int = 400, D: int = 16, noise: float = 1e-3, seed: int = 0, method: str = "auto"
              ) -> DemoResult:
     """Simulate :func:`demo_trajectory`, fit it with ``koopscope.dmd.fit(traj, method=method)``
     and match the recovered eigenvalues to the planted ones."""
     traj, planted = demo_trajectory(T=T, D=D, noise=noise, seed=seed)
-    spec = _fit(traj, method)
+    spec = dmd.fit(traj, method=method)
     matched, errors = match_eigenvalues(planted, spec.eigenvalues)
     return DemoResult(spec, planted, matched, errors, T=T, D=D, noise=float(noise), seed=seed)

@@ -66,6 +66,7 @@ def test_demo_json_parses_and_has_the_keys(capsys: pytest.CaptureFixture[str]) -
         (["demo", "--steps", "many"], "argument -T/--steps: expected an integer >= 3, got 'many'"),
         (["demo", "--dim", "4"], "argument -D/--dim: expected an integer >= 8, got '4'"),
         (["demo", "--noise", "nan"], "argument --noise: expected a number >= 0, got 'nan'"),
+        (["demo", "--method", "nope"], "argument --method: invalid choice: 'nope'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: str,

@@ -9,6 +9,7 @@ import pytest
 
 from koopscope.cli import main
 from koopscope.demo import PLANTED_EIGENVALUES, demo_trajectory, match_eigenvalues, run_demo
+from koopscope.dmd import VARIANTS
 from koopscope.errors import ParameterError
 
 
@@ -78,3 +79,17 @@ def test_demo_table_has_one_row_per_eigenvalue(capsys: pytest.CaptureFixture[str
     assert len(rows) == k
     assert f"kernel           {doc['method']}" in out
     assert f"rank             {doc['rank']}" in out
+
+
+@pytest.mark.parametrize("method", ["auto", *VARIANTS])
+def test_every_method_choice_ends_in_a_result_or_a_usage_error(
+        method: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A kernel may refuse the demo's shape (exit 2, one sentence); it must never crash (exit 4).
+    code = main(["demo", "--method", method, "--steps", "120", "--dim", "10", "--json"])
+    out, err = capsys.readouterr()
+    assert code in (0, 2), err
+    if code == 0:
+        doc = json.loads(out)
+        assert doc["method"] == method or method == "auto"
+    else:
+        assert err.strip().splitlines()[-1].startswith("koopscope: error: ")

@@ -8,6 +8,7 @@ import numpy as np
 
 from koopscope.cli._common import EXIT_OK, bounded, emit, emit_json, progress
 from koopscope.demo import DemoResult, run_demo
+from koopscope.dmd import VARIANTS
 
 NAME = "demo"
 HELP = "fit a built-in planted linear system and compare the recovered spectrum with the true one"
@@ -21,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=bounded(float, 0.0), default=1e-3,
                         help="standard deviation of the measurement noise (default: 1e-3)")
     parser.add_argument("--seed", type=bounded(int, 0), default=0, help="random seed (default: 0)")
-    parser.add_argument("--method", default="auto",
-                        help="DMD kernel: 'auto' (the default) or a name in koopscope.dmd.VARIANTS")
+    parser.add_argument("--method", default="auto", choices=("auto", *VARIANTS),
+                        help="DMD kernel (default: auto, which picks one and says why)")
     parser.add_argument("--json", action="store_true",
                         help="print machine-readable JSON instead of a table")
 

@@ -18,6 +18,7 @@ The reduced operator Ã (r, r), with z' ≈ Ã z in the least-squares sense, is 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +100,8 @@ def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None,
         seed: int = 0, oversampling: int = 10, power_iterations: int = 2, caller: str = "pod") -> Projection:
     """Rank-r POD basis of the snapshot rows of X (N, D); see the module docstring for the solvers."""
     check_rank(rank, energy, caller)
+    if isinstance(rank, numbers.Integral):
+        rank = int(rank)  # numpy integers behave as ints from here on
     check_solver_options(solver, oversampling, power_iterations, caller)
     seed = check_seed(seed, caller)
     shape = tuple(X.shape)
