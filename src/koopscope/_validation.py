@@ -130,9 +130,9 @@ def as_2d(name: str, x: object, caller: str) -> Array:
     else:
         try:
             arr = np.asarray(x)
-        except (TypeError, ValueError) as exc:  # ragged lists and the like
-            raise DataError(f"{name} passed to {caller} could not be read as an array ({exc}); pass a (T, D) "
-                            "numpy array or torch tensor.") from None
+        except (TypeError, ValueError):  # ragged lists and the like
+            raise DataError(f"{name} passed to {caller} could not be read as a numeric array (ragged rows or "
+                            "non-numeric entries); pass a (T, D) numpy array or torch tensor.") from None
         dtype, kind, shape = str(arr.dtype), arr.dtype.kind, arr.shape
         x = arr
     if kind == "b":
@@ -195,7 +195,8 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
         what = "pairs"
     N, D = Xa.shape
     if D == 0:
-        raise DataError(f"X passed to {caller} has D = 0 features (shape {tuple(Xa.shape)}); each snapshot needs at "
+        shape = (N + 1, D) if what == "trajectory" else (N, D)
+        raise DataError(f"X passed to {caller} has D = 0 features (shape {shape}); each snapshot needs at "
                         "least one feature.")
     if N < min_pairs:
         raise DataError(f"X passed to {caller} gives {N} snapshot pair(s); at least {min_pairs} are needed: "

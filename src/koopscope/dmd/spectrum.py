@@ -114,6 +114,16 @@ def _unit_columns(V: np.ndarray) -> np.ndarray:
     return V / np.where(norms > 0, norms, 1.0)
 
 
+def _pair_residuals(lam: np.ndarray, res: np.ndarray) -> np.ndarray:
+    """Give each complex-conjugate pair (adjacent after sorting) one residual, the larger of the two, so that
+    filtering never splits a pair; the two differ only by rounding."""
+    res = res.copy()
+    pair = (lam.imag[:-1] > 0) & (lam[1:] == lam[:-1].conj())  # (k-1,) pair starts at i
+    idx = np.flatnonzero(pair)
+    res[idx] = res[idx + 1] = np.maximum(res[idx], res[idx + 1])
+    return res
+
+
 def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarray | None = None,
               lift: np.ndarray | None = None, z0: np.ndarray | None = None, gal: Galerkin | None = None,
               modes: bool = True, **fields: Any) -> Spectrum:
@@ -128,7 +138,7 @@ def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarr
     """
     lam, U, V = eig_left_right(operator, left=gal is not None or modes, right=modes)  # (k,), (r, k), (r, k)
     g = None if U is None else U.conj()  # eigenfunction coefficients in reduced coordinates: φ_j(z) = g_j · z
-    res = None if gal is None else residuals(lam, g, gal)
+    res = None if gal is None else _pair_residuals(lam, residuals(lam, g, gal))
     amplitudes = Phi = eigenfunctions = None
     if V is not None and z0 is not None:
         denom = np.einsum("ik,ik->k", U.conj(), V)  # u_j^H v_j

@@ -19,6 +19,8 @@ Rank r (RKSP App. D: rank 32) runs randomized DMD on the whitened snapshots.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -28,6 +30,7 @@ from koopscope._validation import Interval, Options, check_pairs, check_param, c
 from koopscope.dmd.exact import check_common, fit_projected
 from koopscope.dmd.resdmd import Galerkin, holdout_split
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
+from koopscope.errors import ParameterError
 
 __all__ = ["whitened", "WHITENING_EPS"]
 
@@ -85,6 +88,12 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
     check_common("projected", holdout, residual_threshold, "whitened")
     seed = check_seed(seed, "whitened")
     X, Y = check_pairs(X, Y, caller="whitened", orientation=orientation)
+    if isinstance(rank, numbers.Integral):
+        rank = int(rank)  # numpy integers too
+        limit = min(X.shape)
+        if rank > limit:
+            raise ParameterError(f"The 'rank' parameter of whitened is {rank}, larger than min(N, D) = {limit} for "
+                                 f"data of shape {tuple(X.shape)}; lower rank to at most {limit} or pass more snapshots.")
     held = None
     if holdout is not None:
         X, Y, *held = holdout_split(X, Y, holdout, seed)
