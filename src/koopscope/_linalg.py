@@ -17,6 +17,7 @@ import scipy.integrate as sint
 import scipy.linalg as sla
 import scipy.optimize as sopt
 
+from koopscope._validation import check_rank_limit
 from koopscope.errors import NumericalError, ParameterError
 
 __all__ = [
@@ -134,10 +135,7 @@ def truncation_rank(singular_values: np.ndarray, shape: tuple[int, int], rank: i
         raise NumericalError(f"The snapshot matrix passed to {caller} has numerical rank 0; there are no dynamics "
                              "to fit: check the input.")
     if isinstance(rank, int):
-        limit = min(shape)
-        if rank > limit:
-            raise ParameterError(f"The 'rank' parameter of {caller} is {rank}, larger than min(N, D) = {limit} for "
-                                 f"data of shape {shape}; lower rank to at most {limit} or pass more snapshots.")
+        check_rank_limit(rank, shape, caller)
         return min(rank, full)
     if energy is not None:
         cumulative = np.cumsum(s[:full] ** 2) / np.sum(s[:full] ** 2)

@@ -17,7 +17,10 @@ import numpy as np
 from koopscope._backend import Array, backend_of, is_torch
 from koopscope.errors import DataError, ParameterError
 
-__all__ = ["Interval", "Options", "as_2d", "check_finite", "check_param", "check_pairs", "check_rank", "check_seed"]
+__all__ = [
+    "Interval", "Options", "as_2d", "check_finite", "check_pairs", "check_param", "check_rank", "check_rank_limit",
+    "check_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,14 @@ def check_rank(rank: object, energy: object, caller: str) -> None:
             f"The 'rank' and 'energy' parameters of {caller} are exclusive; got rank={rank!r} and "
             f"energy={energy!r}: pass only one of them."
         )
+
+
+def check_rank_limit(rank: object, shape: tuple[int, ...], caller: str) -> None:
+    """Refuse an int rank above min(N, D) of data of the given shape, naming both numbers."""
+    limit = min(shape)
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool) and rank > limit:
+        raise ParameterError(f"The 'rank' parameter of {caller} is {rank}, larger than min(N, D) = {limit} for data "
+                             f"of shape {tuple(shape)}; lower rank to at most {limit} or pass more snapshots.")
 
 
 def as_2d(name: str, x: object, caller: str) -> Array:

@@ -10,18 +10,16 @@ cancels to first order.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.linalg as sla
 
 from koopscope._backend import Array, backend_of
-from koopscope._validation import check_pairs, check_param, check_rank, check_seed
+from koopscope._validation import check_pairs, check_param, check_rank, check_rank_limit, check_seed
 from koopscope.dmd.exact import check_common, fit_projected
 from koopscope.dmd.pod import pod, reduce
 from koopscope.dmd.resdmd import holdout_split
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
-from koopscope.errors import NumericalError, ParameterError
+from koopscope.errors import NumericalError
 
 __all__ = ["tls", "tls_project"]
 
@@ -58,10 +56,7 @@ def tls(X: Array, Y: Array | None = None, *, rank: int | str | None = None, ener
     check_common(modes, holdout, residual_threshold, "tls")
     seed = check_seed(seed, "tls")
     X, Y = check_pairs(X, Y, caller="tls", orientation=orientation)
-    limit = min(X.shape)
-    if isinstance(rank, numbers.Integral) and rank > limit:
-        raise ParameterError(f"The 'rank' parameter of tls is {rank}, larger than min(N, D) = {limit} for data of "
-                             f"shape {tuple(X.shape)}; lower rank to at most {limit} or pass more snapshots.")
+    check_rank_limit(rank, tuple(X.shape), "tls")
     held = None
     if holdout is not None:
         X, Y, *held = holdout_split(X, Y, holdout, seed)

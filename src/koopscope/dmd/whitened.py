@@ -26,11 +26,10 @@ import scipy.linalg as sla
 
 from koopscope._backend import Array, backend_of
 from koopscope._linalg import eig_left_right
-from koopscope._validation import Interval, Options, check_pairs, check_param, check_seed
+from koopscope._validation import Interval, Options, check_pairs, check_param, check_rank_limit, check_seed
 from koopscope.dmd.exact import check_common, fit_projected
 from koopscope.dmd.resdmd import Galerkin, holdout_split
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
-from koopscope.errors import ParameterError
 
 __all__ = ["whitened", "WHITENING_EPS"]
 
@@ -88,12 +87,9 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
     check_common("projected", holdout, residual_threshold, "whitened")
     seed = check_seed(seed, "whitened")
     X, Y = check_pairs(X, Y, caller="whitened", orientation=orientation)
+    check_rank_limit(rank, tuple(X.shape), "whitened")
     if isinstance(rank, numbers.Integral):
         rank = int(rank)  # numpy integers too
-        limit = min(X.shape)
-        if rank > limit:
-            raise ParameterError(f"The 'rank' parameter of whitened is {rank}, larger than min(N, D) = {limit} for "
-                                 f"data of shape {tuple(X.shape)}; lower rank to at most {limit} or pass more snapshots.")
     held = None
     if holdout is not None:
         X, Y, *held = holdout_split(X, Y, holdout, seed)
