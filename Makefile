@@ -35,7 +35,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no tests; that fails the target (and CI) like any other failure.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q -n 2; rc=$$?; \
+	@OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
