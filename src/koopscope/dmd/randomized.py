@@ -17,7 +17,7 @@ __all__ = ["randomized", "RANDOMIZED_RANK"]
 RANDOMIZED_RANK = 32  # RKSP App. D: "randomized DMD eigenvalues with rank r = 32"
 
 
-def randomized(X: Array, Y: Array | None = None, *, rank: int = RANDOMIZED_RANK, oversampling: int = 10,
+def randomized(X: Array, Y: Array | None = None, *, rank: int | None = None, oversampling: int = 10,
                power_iterations: int = 2, seed: int = 0, modes: str | None = "exact", residuals: bool = True,
                holdout: float | None = None, residual_threshold: float = RESIDUAL_THRESHOLD,
                orientation: str = "check", reason: str = "method='randomized' requested") -> Spectrum:
@@ -25,8 +25,8 @@ def randomized(X: Array, Y: Array | None = None, *, rank: int = RANDOMIZED_RANK,
 
     Parameters
     ----------
-    rank : int, default=32
-        Number of leading POD directions (must be at most min(N, D)).
+    rank : int, optional
+        Number of leading POD directions, at most min(N, D); default min(32, N, D) (RKSP's rank 32).
     oversampling, power_iterations : int, default=10, 2
         Extra sketch columns and subspace iterations of the range finder.
     seed : int, default=0
@@ -34,9 +34,10 @@ def randomized(X: Array, Y: Array | None = None, *, rank: int = RANDOMIZED_RANK,
 
     The other parameters are those of :func:`koopscope.dmd.exact`.
     """
-    check_param("rank", rank, Interval(int, 1, None), caller="randomized",
-                fix="the randomized kernel needs an int rank, e.g. rank=32")
+    check_param("rank", rank, Interval(int, 1, None), None, caller="randomized",
+                fix="the randomized kernel takes an int rank, e.g. rank=32, or None for min(32, N, D)")
     X, Y = check_pairs(X, Y, caller="randomized", orientation=orientation)
+    rank = min(RANDOMIZED_RANK, *X.shape) if rank is None else rank
     return fit_projected(X, Y, method="randomized", reason=reason, rank=rank, energy=None, modes=modes,
                          residuals=residuals, holdout=holdout, residual_threshold=residual_threshold,
                          svd="randomized", seed=seed, oversampling=oversampling, power_iterations=power_iterations)
