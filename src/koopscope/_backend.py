@@ -57,6 +57,10 @@ class NumpyBackend:
         return sla.eigh(x, check_finite=False, driver="evr")
 
     @staticmethod
+    def eigvalsh(x: np.ndarray) -> np.ndarray:
+        return sla.eigh(x, eigvals_only=True, check_finite=False, driver="evr")
+
+    @staticmethod
     def qr(x: np.ndarray) -> np.ndarray:
         return sla.qr(x, mode="economic", check_finite=False)[0]
 
@@ -109,6 +113,12 @@ class TorchBackend:
         import torch
 
         return torch.linalg.eigh(x)
+
+    @staticmethod
+    def eigvalsh(x: Any) -> np.ndarray:
+        import torch
+
+        return torch.linalg.eigvalsh(x).cpu().numpy()
 
     @staticmethod
     def qr(x: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from koopscope._backend import Array, backend_of
+from koopscope._backend import Array
 from koopscope._validation import Interval, Options, check_pairs, check_param, check_seed
 from koopscope.dmd.pod import pod, reduce
 from koopscope.dmd.resdmd import holdout_split
@@ -33,10 +33,10 @@ def fit_projected(X: Array, Y: Array, *, method: str, reason: str, rank: int | s
     if holdout is not None:
         X, Y, *held = holdout_split(X, Y, holdout, seed)
     proj = pod(X, rank=rank, energy=energy, solver=svd, seed=seed, oversampling=oversampling,
-               power_iterations=power_iterations, caller=method)
+               power_iterations=power_iterations, identity_ok=True, caller=method)
     red = reduce(X, Y, proj, exact_modes=modes == "exact", holdout=None if held is None else tuple(held))
     return decompose(
-        red.operator, method=method, reason=reason, basis=backend_of(X).to_numpy(proj.Q), lift=red.lift,
+        red.operator, method=method, reason=reason, basis=proj.basis(), lift=red.lift,
         z0=red.z0, gal=red.gal if residuals else None, modes=modes is not None, rank=proj.s.size,
         singular_values=proj.s_all,
         n_pairs=X.shape[0], residual_split="held-out" if holdout is not None else split,

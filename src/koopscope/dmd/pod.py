@@ -7,6 +7,9 @@ rank-r orthonormal basis Q (D, r) of the snapshots' row space, X ≈ P S Q^T. Th
 - ``"gram"``: eigendecomposition of the smaller Gram matrix (X^T X, or X X^T for wide data: the method
   of snapshots). About 3x fewer flops; squares the condition number, so ``"auto"`` only keeps it when
   the retained σ_r / σ_1 > 1e-5 (relative error of σ_r below 1e-5) and otherwise recomputes by SVD.
+  For tall data kept at full rank (r = D) no rotation is needed at all: with ``identity_ok`` the basis
+  is the identity (``Q = None``) and the operator is the least-squares (C_xx^{-1} C_xy)^T by one
+  Cholesky solve, which skips the eigenvectors of C_xx and four D³ products.
 - ``"randomized"``: randomized range finder (Halko, Martinsson & Tropp 2011) with ``oversampling``
   extra columns and ``power_iterations`` subspace iterations, seeded; O(N D r) for an int rank r.
 
@@ -22,9 +25,10 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 
 from koopscope._backend import Array, backend_of
-from koopscope._linalg import truncation_rank
+from koopscope._linalg import numerical_rank, truncation_rank
 from koopscope._validation import Interval, Options, check_param, check_rank, check_seed
 from koopscope.dmd.resdmd import Galerkin
 
@@ -38,12 +42,27 @@ GRAM_FLOOR = 1e-5  # smallest σ_r / σ_1 the Gram solver is trusted with
 class Projection:
     """A rank-r POD basis of the snapshots X (N, D) ≈ P S Q^T."""
 
-    Q: Array  # (D, r) orthonormal, on the data's device
+    Q: Array | None  # (D, r) orthonormal, on the data's device; None is the identity (r = D, state coordinates)
     s: np.ndarray  # (r,) retained singular values, descending
     s_all: np.ndarray  # all singular values computed (for rank diagnostics)
     P: Array | None  # (N, r) left singular vectors when the solver formed them
     solver: str
     gram: Array | None = None  # (D, D) X^T X when the Gram solver formed it (tall data)
+
+    def coords(self, X: Array) -> Array:
+        """Reduced coordinates X Q (N, r) of snapshot rows X (N, D)."""
+        return X if self.Q is None else X @ self.Q
+
+    def basis(self) -> np.ndarray | None:
+        """Q as a numpy array (None for the identity)."""
+        return None if self.Q is None else backend_of(self.Q).to_numpy(self.Q)
+
+    def solve_gram(self, M: np.ndarray) -> np.ndarray:
+        """(Z_X^T Z_X)^{-1} M for the fit's reduced snapshots: S^-2 M, or a Cholesky solve in state coordinates."""
+        if self.Q is None:
+            C = backend_of(self.gram).to_numpy(self.gram)
+            return sla.cho_solve(sla.cho_factor(C, check_finite=False), M, check_finite=False)
+        return M / (self.s**2)[:, None]
 
 
 def check_solver_options(solver: object, oversampling: object, power_iterations: object, caller: str) -> None:
@@ -76,10 +95,18 @@ def _pod_snapshots(X: Array) -> tuple[Array, np.ndarray, Array]:
     return (X.T @ P) * inv, s, P  # Q = X^T P S^-1 (D, N)
 
 
-def _pod_moments(X: Array) -> tuple[Array, np.ndarray, Array]:
-    """Tall data: eigendecomposition of C = X^T X (D, D); returns (Q, s, C)."""
+def _pod_moments(X: Array, full: bool) -> tuple[Array | None, np.ndarray, Array]:
+    """Tall data: eigendecomposition of C = X^T X (D, D); returns (Q, s, C).
+
+    With ``full`` (full rank wanted, identity basis allowed) the eigenvalues come first, and when X has
+    full column rank with σ_D / σ_1 ≥ GRAM_FLOOR no eigenvectors are computed: Q = None (identity).
+    """
     xp = backend_of(X)
     C = X.T @ X  # (D, D)
+    if full:
+        s = np.sqrt(np.clip(xp.eigvalsh(C)[::-1], 0.0, None))  # (D,) descending
+        if s[-1] >= GRAM_FLOOR * s[0] and numerical_rank(s, tuple(X.shape)) == s.size:
+            return None, s, C
     w, Q = xp.eigh(C)  # ascending
     w, Q = xp.to_numpy(w)[::-1], Q.flip(1) if xp.name == "torch" else Q[:, ::-1]
     return Q, np.sqrt(np.clip(w, 0.0, None)), C
@@ -97,8 +124,12 @@ def _pod_randomized(X: Array, width: int, power_iterations: int, seed: int) -> t
 
 
 def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None, solver: str = "auto",
-        seed: int = 0, oversampling: int = 10, power_iterations: int = 2, caller: str = "pod") -> Projection:
-    """Rank-r POD basis of the snapshot rows of X (N, D); see the module docstring for the solvers."""
+        seed: int = 0, oversampling: int = 10, power_iterations: int = 2, identity_ok: bool = False,
+        caller: str = "pod") -> Projection:
+    """Rank-r POD basis of the snapshot rows of X (N, D); see the module docstring for the solvers.
+
+    ``identity_ok`` lets a full-rank tall fit stay in state coordinates (``Projection.Q is None``).
+    """
     check_rank(rank, energy, caller)
     if isinstance(rank, numbers.Integral):
         rank = int(rank)  # numpy integers behave as ints from here on
@@ -114,7 +145,7 @@ def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None,
         width = min(rank + oversampling, *shape)  # type: ignore[operator]
         Q, s_all, P = _pod_randomized(X, width, power_iterations, seed)
     elif chosen == "gram" and shape[0] >= shape[1]:
-        Q, s_all, C = _pod_moments(X)
+        Q, s_all, C = _pod_moments(X, full=identity_ok and rank in (None, "full") and energy is None)
         P = None
     elif chosen == "gram":
         Q, s_all, P = _pod_snapshots(X)
@@ -125,7 +156,7 @@ def pod(X: Array, *, rank: int | str | None = None, energy: float | None = None,
         Q, s_all, P = _pod_svd(X)
         chosen, C = "svd", None
         r = truncation_rank(s_all, shape, rank, energy, caller)
-    return Projection(Q[:, :r], s_all[:r], s_all, None if P is None else P[:, :r], chosen, C)
+    return Projection(None if Q is None else Q[:, :r], s_all[:r], s_all, None if P is None else P[:, :r], chosen, C)
 
 
 @dataclass(frozen=True)
@@ -144,23 +175,26 @@ def reduce(X: Array, Y: Array, proj: Projection, *, exact_modes: bool = True,
     if proj.gram is not None and holdout is None:
         return _reduce_moments(X, Y, proj, exact_modes)
     xp = backend_of(X)
-    Q, s = proj.Q, proj.s
+    s = proj.s
     N = X.shape[0]
-    ZY = Y @ Q  # (N, r)
+    ZY = proj.coords(Y)  # (N, r)
     if proj.P is not None:
         ZX = proj.P * xp.like(s, X)  # (N, r) = P S, exact for the SVD solvers
         M = xp.to_numpy(proj.P.T @ ZY) * s[:, None]  # (r, r) = S P^T Y Q = Z_X^T Z_Y
     else:
-        ZX = X @ Q  # (N, r)
+        ZX = proj.coords(X)  # (N, r)
         M = xp.to_numpy(ZX.T @ ZY)  # (r, r)
-    op = (M / (s**2)[:, None]).T  # Ã = (S^-2 Z_X^T Z_Y)^T
+    op = proj.solve_gram(M).T  # Ã = ((Z_X^T Z_X)^-1 Z_X^T Z_Y)^T
     if holdout is None:
-        gal = Galerkin(np.diag(s**2) / N, M / N, xp.to_numpy(ZY.T @ ZY) / N)
+        G = np.diag(s**2) if proj.Q is not None else xp.to_numpy(proj.gram)
+        gal = Galerkin(G / N, M / N, xp.to_numpy(ZY.T @ ZY) / N)
     else:
-        HX, HY = holdout[0] @ Q, holdout[1] @ Q  # (M, r)
+        HX, HY = proj.coords(holdout[0]), proj.coords(holdout[1])  # (M, r)
         m = HX.shape[0]
         gal = Galerkin(*(xp.to_numpy(a.T @ b) / m for a, b in ((HX, HX), (HX, HY), (HY, HY))))
-    lift = xp.to_numpy(Y.T @ ZX) / (s**2)[None, :] if exact_modes else None  # (D, r) = Y^T P S^-1
+    lift = None  # identity basis: the eigenvectors are the exact modes
+    if exact_modes and proj.Q is not None:
+        lift = xp.to_numpy(Y.T @ ZX) / (s**2)[None, :]  # (D, r) = Y^T P S^-1
     return Reduced(op, gal, lift, xp.to_numpy(ZX[0]))
 
 
@@ -170,9 +204,11 @@ def _reduce_moments(X: Array, Y: Array, proj: Projection, exact_modes: bool) -> 
     Q, s, N = proj.Q, proj.s, X.shape[0]
     Cxy = X.T @ Y  # (D, D)
     Cyy = Y.T @ Y  # (D, D)
-    CxyQ = Cxy @ Q  # (D, r)
-    M = xp.to_numpy(Q.T @ CxyQ)  # (r, r) = Z_X^T Z_Y
+    if Q is None:  # full rank in state coordinates
+        M, L, G = xp.to_numpy(Cxy), xp.to_numpy(Cyy), xp.to_numpy(proj.gram)  # (D, D) each
+        return Reduced(proj.solve_gram(M).T, Galerkin(G / N, M / N, L / N), None, xp.to_numpy(X[0]))
+    M = xp.to_numpy(Q.T @ (Cxy @ Q))  # (r, r) = Z_X^T Z_Y
     L = xp.to_numpy(Q.T @ (Cyy @ Q))  # (r, r) = Z_Y^T Z_Y
-    op = (M / (s**2)[:, None]).T  # Ã = (S^-2 Z_X^T Z_Y)^T
+    op = proj.solve_gram(M).T  # Ã = (S^-2 Z_X^T Z_Y)^T
     lift = xp.to_numpy(Cxy.T @ Q) / (s**2)[None, :] if exact_modes else None  # (D, r) = Y^T X Q S^-2
     return Reduced(op, Galerkin(np.diag(s**2) / N, M / N, L / N), lift, xp.to_numpy(X[0] @ Q))

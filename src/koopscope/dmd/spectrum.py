@@ -114,13 +114,21 @@ def _unit_columns(V: np.ndarray) -> np.ndarray:
     return V / np.where(norms > 0, norms, 1.0)
 
 
-def _pair_residuals(lam: np.ndarray, res: np.ndarray) -> np.ndarray:
-    """Give each complex-conjugate pair (adjacent after sorting) one residual, the larger of the two, so that
-    filtering never splits a pair; the two differ only by rounding."""
-    res = res.copy()
-    pair = (lam.imag[:-1] > 0) & (lam[1:] == lam[:-1].conj())  # (k-1,) pair starts at i
-    idx = np.flatnonzero(pair)
-    res[idx] = res[idx + 1] = np.maximum(res[idx], res[idx + 1])
+def _conjugate_partners(lam: np.ndarray) -> np.ndarray:
+    """Indices i (into the sorted eigenvalues) whose eigenvalue is the conjugate of eigenvalue i - 1."""
+    second = np.zeros(lam.shape, dtype=bool)
+    second[1:] = (lam.imag[:-1] > 0) & (lam[1:] == lam[:-1].conj())
+    return np.flatnonzero(second)
+
+
+def _pair_residuals(lam: np.ndarray, g: np.ndarray, gal: Galerkin) -> np.ndarray:
+    """ResDMD residuals, evaluated once per complex-conjugate pair of a real operator (the pair shares the value,
+    so filtering never splits it, and the quadratic forms cost half as much)."""
+    partner = _conjugate_partners(lam) if not any(np.iscomplexobj(M) for M in gal) else np.empty(0, dtype=int)
+    first = np.setdiff1d(np.arange(lam.size), partner)
+    res = np.empty(lam.size)
+    res[first] = residuals(lam[first], g[:, first], gal)
+    res[partner] = res[partner - 1]
     return res
 
 
@@ -130,6 +138,7 @@ def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarr
     """Eigendecompose a reduced state operator Ã (r, r) with z' ≈ Ã z and assemble a :class:`Spectrum`.
 
     basis : (D, r) maps reduced coordinates to the input coordinates (x ≈ basis z); modes are basis · v.
+        None is the identity (the operator acts on the input coordinates themselves).
     lift : (D, r), optional; exact DMD modes lift · v / λ (Tu et al. 2014) instead of projected modes.
     z0 : (r,) reduced first snapshot, for the amplitudes b = (u^H z0) / (u^H v) (bi-orthogonality).
     gal : reduced Galerkin matrices for the ResDMD residual of each left eigenvector (eigenfunction);
@@ -138,15 +147,15 @@ def decompose(operator: np.ndarray, *, method: str, reason: str, basis: np.ndarr
     """
     lam, U, V = eig_left_right(operator, left=gal is not None or modes, right=modes)  # (k,), (r, k), (r, k)
     g = None if U is None else U.conj()  # eigenfunction coefficients in reduced coordinates: φ_j(z) = g_j · z
-    res = None if gal is None else _pair_residuals(lam, residuals(lam, g, gal))
+    res = None if gal is None else _pair_residuals(lam, g, gal)
     amplitudes = Phi = eigenfunctions = None
     if V is not None and z0 is not None:
         denom = np.einsum("ik,ik->k", U.conj(), V)  # u_j^H v_j
         amplitudes = (U.conj().T @ z0) / np.where(denom != 0, denom, np.nan)
-    if basis is not None and g is not None:
-        eigenfunctions = real_matmul(basis, g)  # (D, k), valid when basis is orthonormal; kernels override otherwise
-    if basis is not None and V is not None:
-        Phi = real_matmul(basis, V)  # (D, k) projected modes
+    if g is not None:
+        eigenfunctions = g if basis is None else real_matmul(basis, g)  # (D, k), orthonormal basis; kernels override
+    if V is not None:
+        Phi = V if basis is None else real_matmul(basis, V)  # (D, k) projected modes
         if lift is not None:
             nonzero = np.abs(lam) > 1e-12 * max(1.0, np.abs(lam).max(initial=0.0))
             Phi = np.where(nonzero, real_matmul(lift, V) / np.where(nonzero, lam, 1.0), Phi)

@@ -292,7 +292,7 @@ class StreamingDMD:
         reason = (f"online least squares (Zhang et al. 2019) over {scope} pair(s), "
                   f"forgetting={self.forgetting:g}, init={self.init!r}")
         return decompose(
-            self._A, method="streaming", reason=reason, basis=np.eye(self.dim), gal=gal,
+            self._A, method="streaming", reason=reason, basis=None, gal=gal,
             rank=self.dim, n_pairs=m, z0=self._x0,
             options={"forgetting": self.forgetting, "window": self.window, "init": self.init,
                      "alpha": self.alpha, "pairs_seen": self._n},

@@ -73,7 +73,7 @@ def tls(X: Array, Y: Array | None = None, *, rank: int | str | None = None, ener
                caller="tls")
     red = reduce(Xd, Yd, proj, exact_modes=False, holdout=raw)
     xp = backend_of(Xd)
-    ZX, ZY = xp.to_numpy(Xd @ proj.Q), xp.to_numpy(Yd @ proj.Q)  # (N, r) each
+    ZX, ZY = xp.to_numpy(proj.coords(Xd)), xp.to_numpy(proj.coords(Yd))  # (N, r) each
     forward = red.operator  # (r, r)
     backward = np.linalg.lstsq(ZY, ZX, rcond=None)[0].T  # (r, r): z_x ≈ Ã_b z_y
     try:
@@ -82,7 +82,7 @@ def tls(X: Array, Y: Array | None = None, *, rank: int | str | None = None, ener
         raise NumericalError("tls(forward_backward=True) could not invert the backward operator; lower the "
                              "rank or use forward_backward=False.") from None
     op = op.real if np.iscomplexobj(op) and np.abs(op.imag).max() <= 1e-10 * np.abs(op).max() else op
-    return decompose(op, method="tls", reason=reason, basis=xp.to_numpy(proj.Q), z0=red.z0,
+    return decompose(op, method="tls", reason=reason, basis=proj.basis(), z0=red.z0,
                      gal=red.gal if residuals else None, modes=modes is not None, rank=proj.s.size,
                      singular_values=proj.s_all, n_pairs=X.shape[0],
                      residual_split="held-out" if held is not None else "in-sample",
