@@ -62,12 +62,12 @@ def eig_left_right(operator: np.ndarray, *, left: bool = True, right: bool = Tru
         raise NumericalError("The reduced DMD operator has non-finite entries; the data are too ill-conditioned "
                              "for this rank: lower the rank or use rank='svht'.")
     try:
-        if left:
+        if left:  # numpy has no left eigenvectors
             lam, vl, vr = sla.eig(A, left=True, right=True, check_finite=False)
         elif right:
-            (lam, vr), vl = sla.eig(A, left=False, right=True, check_finite=False), None
+            (lam, vr), vl = np.linalg.eig(A), None
         else:
-            lam, vl, vr = sla.eigvals(A, check_finite=False), None, None
+            lam, vl, vr = np.linalg.eigvals(A), None, None
     except (np.linalg.LinAlgError, ValueError) as exc:
         raise NumericalError(f"The eigensolver failed on the {A.shape[0]}x{A.shape[0]} reduced operator ({exc}); "
                              "lower the rank.") from None

@@ -190,7 +190,7 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
         if T < 2:
             raise DataError(f"X passed to {caller} has {T} snapshot(s); a trajectory needs at least 2 rows "
                             "(snapshots) to form a pair: pass more snapshots.")
-        Xa, Ya = Xa[:-1], Xa[1:]
+        full, Xa, Ya = Xa, Xa[:-1], Xa[1:]
         what = "trajectory"
     else:
         if is_torch(X) != is_torch(Y):
@@ -217,9 +217,13 @@ def check_pairs(X: object, Y: object = None, *, caller: str, min_pairs: int = 2,
         raise DataError(f"X passed to {caller} has shape {(T, D) if what == 'trajectory' else (N, D)}, with D = {D} > "
                         f"10 x {T} snapshots, which looks transposed (rows must be snapshots): pass X.T, or "
                         "orientation='rows' if the rows really are snapshots.")
-    check_finite("X", Xa, caller)
-    check_finite("Y", Ya, caller)
-    _check_not_degenerate(Xa, Ya, caller)
+    if what == "trajectory":  # X and Y are overlapping views: check the trajectory once
+        check_finite("X", full, caller)
+        _check_not_degenerate(full, full, caller)
+    else:
+        check_finite("X", Xa, caller)
+        check_finite("Y", Ya, caller)
+        _check_not_degenerate(Xa, Ya, caller)
     return Xa, Ya
 
 

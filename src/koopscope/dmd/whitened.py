@@ -51,13 +51,13 @@ def _moments(X: Array, Y: Array, need_yy: bool) -> tuple[Array, Array, Array, Ar
 def _eigenvalues_by_cholesky(Cxx: np.ndarray, Cxy: np.ndarray) -> np.ndarray | None:
     """eig(C_yx C_xx^{-1}) = eig(Â) when C_xx is well conditioned; None otherwise."""
     try:
-        c, lower = sla.cho_factor(Cxx, check_finite=False)
+        c = np.linalg.cholesky(Cxx)  # (D, D) lower
     except np.linalg.LinAlgError:
         return None
     d = np.abs(np.diag(c))
     if d.min() ** 2 < CHOLESKY_FLOOR * d.max() ** 2:
         return None
-    Mt = sla.cho_solve((c, lower), Cxy, check_finite=False)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T
+    Mt = sla.cho_solve((c, True), Cxy, check_finite=False)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T
     return eig_left_right(Mt, left=False, right=False)[0]
 
 
@@ -102,7 +102,7 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
         if lam is not None:
             return Spectrum(lam, None, None, None, method="whitened", rank=D, reason=reason, n_pairs=N,
                             residual_threshold=residual_threshold, options={"eps": eps, "path": "cholesky"})
-    s, U = sla.eigh(Cxx_np, check_finite=False, driver="evr")  # ascending
+    s, U = np.linalg.eigh(Cxx_np)  # ascending
     s, U = s[::-1], U[:, ::-1]
     r = int((s > max(N, D) * np.finfo(np.float64).eps * max(s[0], 0.0)).sum())
     s, U = s[:r], np.ascontiguousarray(U[:, :r])  # (r,), (D, r) numerical support of C_xx
