@@ -161,6 +161,17 @@ class TorchBackend:
         return x[torch.as_tensor(idx, device=x.device)]
 
 
+def is_shifted_view(X: Array, Y: Array) -> bool:
+    """True when Y is X advanced by one row in the same buffer (X = traj[:-1], Y = traj[1:])."""
+    if X.shape != Y.shape or X.ndim != 2 or X.shape[0] < 1:
+        return False
+    if is_torch(X):
+        return bool(X.stride() == Y.stride() and Y.data_ptr() == X.data_ptr() + X.stride(0) * X.element_size())
+    if not isinstance(X, np.ndarray) or not isinstance(Y, np.ndarray) or X.strides != Y.strides:
+        return False
+    return Y.__array_interface__["data"][0] == X.__array_interface__["data"][0] + X.strides[0]
+
+
 Backend = type[NumpyBackend] | type[TorchBackend]
 
 

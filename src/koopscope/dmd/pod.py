@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from koopscope._backend import Array, backend_of
+from koopscope._backend import Array, backend_of, is_shifted_view
 from koopscope._linalg import numerical_rank, truncation_rank
 from koopscope._validation import Interval, Options, check_param, check_rank, check_seed
 from koopscope.dmd.resdmd import Galerkin
@@ -204,7 +204,10 @@ def _reduce_moments(X: Array, Y: Array, proj: Projection, exact_modes: bool) -> 
     xp = backend_of(X)
     Q, s, N = proj.Q, proj.s, X.shape[0]
     Cxy = X.T @ Y  # (D, D)
-    Cyy = Y.T @ Y  # (D, D)
+    if is_shifted_view(X, Y):  # one trajectory: Y^T Y = X^T X - x_0 x_0^T + y_last y_last^T
+        Cyy = proj.gram - X[:1].T @ X[:1] + Y[-1:].T @ Y[-1:]  # (D, D)
+    else:
+        Cyy = Y.T @ Y  # (D, D)
     if Q is None:  # full rank in state coordinates
         M, L, G = xp.to_numpy(Cxy), xp.to_numpy(Cyy), xp.to_numpy(proj.gram)  # (D, D) each
         return Reduced(proj.solve_gram(M).T, Galerkin(G / N, M / N, L / N), None, xp.to_numpy(X[0]))
