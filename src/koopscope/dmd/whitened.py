@@ -22,7 +22,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import scipy.linalg as sla
 
 from koopscope._backend import Array, backend_of
 from koopscope._linalg import eig_left_right
@@ -57,7 +56,7 @@ def _eigenvalues_by_cholesky(Cxx: np.ndarray, Cxy: np.ndarray) -> np.ndarray | N
     d = np.abs(np.diag(c))
     if d.min() ** 2 < CHOLESKY_FLOOR * d.max() ** 2:
         return None
-    Mt = sla.cho_solve((c, True), Cxy, check_finite=False)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T
+    Mt = np.linalg.solve(Cxx, Cxy)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T (numpy: one OpenBLAS pool)
     return eig_left_right(Mt, left=False, right=False)[0]
 
 
