@@ -320,3 +320,21 @@ def test_eig_left_right_non_finite_is_a_numerical_error():
     with pytest.raises(NumericalError) as info:
         eig_left_right(A)
     assert isinstance(info.value, KoopscopeError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("split", [None, 1e-14, 1e-18])
+def test_left_eigenvectors_satisfy_their_equation(split):
+    from koopscope._linalg import EIGENVALUE_CONDITION_LIMIT, eig_left_right
+
+    rng = np.random.default_rng(3)
+    if split is not None:  # a Jordan block split by `split`: κ(λ) ≈ 0.5 / sqrt(split) (5e6 and 5e8)
+        A = np.array([[0.9, 1.0, 0.0], [split, 0.9, 0.0], [0.0, 0.0, 0.5]])
+    else:
+        A = rng.standard_normal((12, 12))
+    lam, U, V = eig_left_right(A)
+    np.testing.assert_allclose(np.linalg.norm(U, axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(U.conj().T @ A, lam[:, None] * U.conj().T, atol=1e-9)  # u^H A = λ u^H
+    np.testing.assert_allclose(A @ V, V * lam, atol=1e-9)
+    if split == 1e-18:  # this one takes the LAPACK left-vector fallback
+        assert np.linalg.norm(np.linalg.inv(np.linalg.eig(A)[1]), axis=1).max() > EIGENVALUE_CONDITION_LIMIT

@@ -69,11 +69,6 @@ class NumpyBackend:
         return np.linalg.qr(x)[0]
 
     @staticmethod
-    def lu_basis(x: np.ndarray) -> np.ndarray:
-        """Row-permuted unit-lower factor P L of a tall x: a well-conditioned basis of its range (cheaper than QR)."""
-        return sla.lu(x, permute_l=True, check_finite=False)[0]
-
-    @staticmethod
     def column_norms(x: np.ndarray) -> np.ndarray:
         return np.linalg.norm(x, axis=0)
 
@@ -134,13 +129,6 @@ class TorchBackend:
         import torch
 
         return torch.linalg.qr(x, mode="reduced")[0]
-
-    @staticmethod
-    def lu_basis(x: Any) -> Any:
-        import torch
-
-        P, L, _ = torch.linalg.lu(x)
-        return P @ L
 
     @staticmethod
     def column_norms(x: Any) -> Any:

@@ -11,8 +11,7 @@ rank-r orthonormal basis Q (D, r) of the snapshots' row space, X ≈ P S Q^T. Th
   is the identity (``Q = None``) and the operator is the least-squares (C_xx^{-1} C_xy)^T by one
   Cholesky solve, which skips the eigenvectors of C_xx and four D³ products.
 - ``"randomized"``: randomized range finder (Halko, Martinsson & Tropp 2011) with ``oversampling``
-  extra columns and ``power_iterations`` subspace iterations (LU-normalised on the N side, QR on the
-  D side), seeded; O(N D r) for an int rank r.
+  extra columns and ``power_iterations`` subspace iterations, seeded; O(N D r) for an int rank r.
 
 ``"auto"`` picks ``randomized`` for an int rank with r + oversampling ≤ min(N, D) / 2, ``gram`` when one
 side is at least twice the other, and ``svd`` otherwise.
@@ -117,9 +116,7 @@ def _pod_randomized(X: Array, width: int, power_iterations: int, seed: int) -> t
     omega = xp.like(np.random.default_rng(seed).standard_normal((N, width)), X)  # (N, l) same on every device
     Qb = xp.qr(X.T @ omega)  # (D, l) range of X^T
     for _ in range(power_iterations):
-        # subspace iteration; the N-side half-step is normalised by pivoted LU (Halko et al. 2011, §4.5; as in
-        # scikit-learn), six times cheaper than QR on an (N, l) block; the D-side keeps an orthonormal QR
-        Qb = xp.qr(X.T @ xp.lu_basis(X @ Qb))
+        Qb = xp.qr(X.T @ xp.qr(X @ Qb))  # subspace iteration, re-orthonormalised each half-step
     P, s, Vh = xp.svd(X @ Qb)  # (N, l), (l,), (l, l)
     return Qb @ Vh.T, xp.to_numpy(s), P
 
