@@ -9,6 +9,7 @@ import koopscope as ks
 from koopscope._linalg import sort_spectrum
 from koopscope.dmd.streaming import StreamingDMD
 from koopscope.errors import DataError, NotFittedError, ParameterError
+from tests.dmd.systems import planted_operator
 
 D = 8
 
@@ -16,30 +17,9 @@ D = 8
 def planted(seed: int, moduli: tuple[float, ...] = (1.2, 1.0, 0.9, 0.8, 0.5),
             angles: tuple[float, ...] = (0.3, 0.0, 1.1, 2.0, 0.0)
             ) -> tuple[np.ndarray, np.ndarray]:
-    """A real operator A = V blockdiag(λ) V^-1 with known eigenvalues λ, sorted like a Spectrum.
-
-    A nonzero angle gives a complex pair r e^{±iθ}, a zero angle one real eigenvalue r: the default
-    is D = 8 with three complex pairs (|λ| = 1.2, 0.9, 0.8) and two real eigenvalues (1.0, 0.5).
-    """
-    blocks, lam = [], []
-    for r, t in zip(moduli, angles, strict=True):
-        if t == 0.0:
-            blocks.append(np.array([[r]]))
-            lam.append(r)
-        else:
-            a, b = r * np.cos(t), r * np.sin(t)
-            blocks.append(np.array([[a, -b], [b, a]]))
-            lam += [complex(a, b), complex(a, -b)]
-    n = sum(b.shape[0] for b in blocks)
-    B = np.zeros((n, n))
-    i = 0
-    for b in blocks:
-        k = b.shape[0]
-        B[i:i + k, i:i + k] = b
-        i += k
-    V = np.random.default_rng(seed).standard_normal((n, n)) + 2 * np.eye(n)  # κ(V) moderate
-    A = V @ B @ np.linalg.inv(V)  # (n, n)
-    lam = np.array(lam, dtype=np.complex128)
+    """The shared planted operator (κ(V) ≈ 30), eigenvalues sorted like a Spectrum: the default is D = 8 with
+    three complex pairs (|λ| = 1.2, 0.9, 0.8) and two real eigenvalues (1.0, 0.5)."""
+    A, lam = planted_operator(list(moduli), list(angles), 30.0, seed)
     return A, lam[sort_spectrum(lam)]
 
 
