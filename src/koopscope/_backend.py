@@ -69,10 +69,6 @@ class NumpyBackend:
         return np.linalg.qr(x)[0]
 
     @staticmethod
-    def column_norms(x: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(x, axis=0)
-
-    @staticmethod
     def hstack(xs: list[np.ndarray]) -> np.ndarray:
         return np.hstack(xs)
 
@@ -129,12 +125,6 @@ class TorchBackend:
         import torch
 
         return torch.linalg.qr(x, mode="reduced")[0]
-
-    @staticmethod
-    def column_norms(x: Any) -> Any:
-        import torch
-
-        return torch.linalg.vector_norm(x, dim=0)
 
     @staticmethod
     def hstack(xs: list[Any]) -> Any:
