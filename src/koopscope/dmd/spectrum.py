@@ -33,7 +33,8 @@ class Spectrum:
     eigenvalues : ndarray of shape (k,), complex128
         One-step eigenvalues, descending modulus, complex-conjugate pairs adjacent (positive imaginary first).
     modes : ndarray of shape (D, k), complex128, or None
-        DMD (Koopman) modes in the input coordinates (whitened coordinates for ``whitened``), unit norm.
+        DMD (Koopman) modes in the input coordinates (whitened coordinates for ``whitened``), unit norm;
+        ``edmd`` modes are scaled so that x ≈ Σ_j φ_j(x) v_j instead (see :mod:`koopscope.dmd.edmd`).
     amplitudes : ndarray of shape (k,), complex128, or None
         Mode amplitudes b with x_0 ≈ Σ_j b_j φ_j (the first snapshot, in the kernel's coordinates).
     eigenfunctions : ndarray of shape (n, k), complex128, or None
