@@ -33,8 +33,10 @@ def test_tls_has_lower_bias_than_exact():
     tls_bias = modulus_bias(ks.dmd.tls)
     fb_bias = modulus_bias(ks.dmd.tls, forward_backward=True)
     assert exact_bias < -0.02  # plain DMD is measurably biased towards 0 at this noise level
-    assert abs(tls_bias) < 0.5 * abs(exact_bias)
-    assert abs(fb_bias) < 0.5 * abs(exact_bias)
+    assert abs(tls_bias) < 0.1 * abs(exact_bias)  # measured: -0.0027 vs -0.067
+    # forward-backward cancels the first-order shrinkage; at noise 0.3 a smaller second-order bias of the opposite
+    # sign remains (measured: +0.032)
+    assert 0 < fb_bias < 0.6 * abs(exact_bias)
 
 
 def test_hankel_recovers_sinusoid_frequencies_from_20_samples():

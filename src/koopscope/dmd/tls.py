@@ -3,9 +3,13 @@
 Plain DMD regresses Y on a noisy X and is biased: noise in X shrinks the eigenvalues towards 0. TLS
 treats X and Y symmetrically: it projects both onto the leading r right singular vectors of the
 stacked snapshots Z = [X, Y] (N, 2D), X̄ = Z Π[:, :D], Ȳ = Z Π[:, D:] with Π = V_r V_r^T, and runs exact
-DMD on the de-noised pairs. The forward-backward option (Dawson, Hemati, Williams & Rowley 2016) fits the
-backward operator Ã_b (y → x) in the same basis and returns Ã = (Ã_f Ã_b^{-1})^{1/2}, whose bias
-cancels to first order.
+DMD on the de-noised pairs.
+
+``forward_backward=True`` selects the other classical de-biasing estimator instead, forward-backward DMD
+(Dawson, Hemati, Williams & Rowley 2016): on the raw pairs, in the POD basis of X, it fits the forward
+operator Ã_f (x → y) and the backward operator Ã_b (y → x) and returns Ã = (Ã_f Ã_b^{-1})^{1/2}, whose
+noise bias cancels to first order. (After the TLS projection the pairs are exactly linearly related,
+Ã_f Ã_b = I, so combining the two would return the TLS operator unchanged.)
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ def tls(X: Array, Y: Array | None = None, *, rank: int | str | None = None, ener
     """Total-least-squares DMD of a trajectory X (T, D) or pairs X, Y (N, D).
 
     ``rank`` (None: min(D, numerical rank of [X, Y]); an int; "svht"; or ``energy``) is the dimension of
-    the TLS subspace and of the DMD. ``forward_backward=True`` also averages out the bias with the backward
-    operator (projected modes). Residuals are always evaluated on the raw (not de-noised) pairs. The other
-    parameters are those of :func:`koopscope.dmd.exact`.
+    the TLS subspace and of the DMD (the POD rank with ``forward_backward=True``, which replaces the TLS
+    projection by forward-backward averaging on the raw pairs; projected modes). Residuals are always
+    evaluated on the raw (not de-noised) pairs. The other parameters are those of :func:`koopscope.dmd.exact`.
     """
     check_param("forward_backward", forward_backward, bool, caller="tls", fix="pass True or False")
     check_rank(rank, energy, "tls")
@@ -60,20 +64,19 @@ def tls(X: Array, Y: Array | None = None, *, rank: int | str | None = None, ener
     held = None
     if holdout is not None:
         X, Y, *held = holdout_split(X, Y, holdout, seed)
-    Xd, Yd, r = tls_project(X, Y, rank=rank, energy=energy, svd=svd, seed=seed, oversampling=oversampling,
-                            power_iterations=power_iterations)
-    raw = tuple(held) if held is not None else (X, Y)
     if not forward_backward:
+        Xd, Yd, r = tls_project(X, Y, rank=rank, energy=energy, svd=svd, seed=seed, oversampling=oversampling,
+                                power_iterations=power_iterations)
         return fit_projected(Xd, Yd, method="tls", reason=reason, rank=r, energy=None, modes=modes,
-                             residuals=residuals, holdout=None, held=raw, residual_threshold=residual_threshold,
-                             split="in-sample" if held is None else "held-out",
+                             residuals=residuals, holdout=None, held=tuple(held) if held is not None else (X, Y),
+                             split="in-sample" if held is None else "held-out", residual_threshold=residual_threshold,
                              svd=svd, seed=seed, oversampling=oversampling, power_iterations=power_iterations,
                              forward_backward=False)
-    proj = pod(Xd, rank=r, solver=svd, seed=seed, oversampling=oversampling, power_iterations=power_iterations,
-               caller="tls")
-    red = reduce(Xd, Yd, proj, exact_modes=False, holdout=raw)
-    xp = backend_of(Xd)
-    ZX, ZY = xp.to_numpy(proj.coords(Xd)), xp.to_numpy(proj.coords(Yd))  # (N, r) each
+    proj = pod(X, rank=rank, energy=energy, solver=svd, seed=seed, oversampling=oversampling,
+               power_iterations=power_iterations, caller="tls")
+    red = reduce(X, Y, proj, exact_modes=False, holdout=None if held is None else tuple(held))
+    xp = backend_of(X)
+    ZX, ZY = xp.to_numpy(proj.coords(X)), xp.to_numpy(proj.coords(Y))  # (N, r) each
     forward = red.operator  # (r, r)
     backward = np.linalg.lstsq(ZY, ZX, rcond=None)[0].T  # (r, r): z_x ≈ Ã_b z_y
     try:
