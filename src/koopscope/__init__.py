@@ -14,17 +14,20 @@ from __future__ import annotations
 from koopscope import dmd
 from koopscope.dmd.spectrum import Spectrum
 from koopscope.errors import (
+    CaptureError,
     DataError,
     KoopscopeError,
     MissingDependencyError,
     NotFittedError,
     NumericalError,
     ParameterError,
+    StoreError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CaptureError",
     "DataError",
     "KoopscopeError",
     "MissingDependencyError",
@@ -32,6 +35,7 @@ __all__ = [
     "NumericalError",
     "ParameterError",
     "Spectrum",
+    "StoreError",
     "__version__",
     "dmd",
 ]

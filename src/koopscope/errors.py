@@ -14,6 +14,8 @@ __all__ = [
     "NotFittedError",
     "MissingDependencyError",
     "NumericalError",
+    "CaptureError",
+    "StoreError",
 ]
 
 
@@ -39,3 +41,11 @@ class MissingDependencyError(KoopscopeError, ImportError):
 
 class NumericalError(KoopscopeError, ArithmeticError):
     """A decomposition failed or produced non-finite numbers on finite input."""
+
+
+class CaptureError(KoopscopeError, RuntimeError):
+    """A model's forward pass failed during capture; the message names the block."""
+
+
+class StoreError(KoopscopeError, ValueError):
+    """A trajectory store is corrupt, foreign, or belongs to a different extraction."""
