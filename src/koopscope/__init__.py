@@ -11,7 +11,8 @@ array([0.9+0.2j, 0.9-0.2j])
 
 from __future__ import annotations
 
-from koopscope import dmd
+from koopscope import dmd, store
+from koopscope._version import __version__
 from koopscope.dmd.spectrum import Spectrum
 from koopscope.errors import (
     CaptureError,
@@ -23,8 +24,6 @@ from koopscope.errors import (
     ParameterError,
     StoreError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CaptureError",
@@ -38,4 +37,5 @@ __all__ = [
     "StoreError",
     "__version__",
     "dmd",
+    "store",
 ]
