@@ -139,6 +139,15 @@ class TorchBackend:
         return x[torch.as_tensor(idx, device=x.device)]
 
 
+def frozen_array(a: np.ndarray | None, *, copy: bool = True) -> np.ndarray | None:
+    """A read-only numpy array (a copy by default, else a view): what the frozen result types hold."""
+    if a is None:
+        return None
+    out = np.array(a, copy=True) if copy else np.asarray(a).view()
+    out.setflags(write=False)
+    return out
+
+
 def is_shifted_view(X: Array, Y: Array) -> bool:
     """True when Y is X advanced by one row in the same buffer (X = traj[:-1], Y = traj[1:])."""
     if X.shape != Y.shape or X.ndim != 2 or X.shape[0] < 1:

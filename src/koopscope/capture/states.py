@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from koopscope._backend import frozen_array
 from koopscope.errors import DataError, ParameterError
 
 __all__ = ["CONVENTION", "ResidualStates"]
@@ -14,12 +15,6 @@ __all__ = ["CONVENTION", "ResidualStates"]
 #: DESIGN.md, "Residual-stream indexing"; written into every provenance record.
 CONVENTION = ("resid: state 0 = embeddings output (input to block 0); state i = output of block i-1; "
               "last = before final norm")
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    view = a.view()
-    view.setflags(write=False)
-    return view
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,9 +61,9 @@ class ResidualStates:
         if index.shape != (shape[0], 2) or index.dtype.kind not in "iu":
             raise DataError(f"ResidualStates token_index must be an integer array of shape (N, 2) = ({shape[0]}, 2); "
                             f"got {index.dtype} {index.shape}.")
-        object.__setattr__(self, "states", tuple(_read_only(s) for s in states))
+        object.__setattr__(self, "states", tuple(frozen_array(s, copy=False) for s in states))
         object.__setattr__(self, "layers", layers)
-        object.__setattr__(self, "token_index", _read_only(index))
+        object.__setattr__(self, "token_index", frozen_array(index, copy=False))
 
     def __len__(self) -> int:
         """Number of states held (L + 1 for a full capture)."""

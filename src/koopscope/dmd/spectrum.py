@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from koopscope._backend import frozen_array
 from koopscope._linalg import eig_left_right, real_matmul
 from koopscope.dmd.resdmd import Galerkin, residuals
 
@@ -14,14 +15,6 @@ __all__ = ["Spectrum", "RESIDUAL_THRESHOLD"]
 
 # Colbrook & Townsend (2024); RKSP App. D: modes with residual > 0.1 are flagged as spurious.
 RESIDUAL_THRESHOLD = 0.1
-
-
-def _frozen(a: np.ndarray | None) -> np.ndarray | None:
-    if a is None:
-        return None
-    a = np.array(a, copy=True)
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +61,7 @@ class Spectrum:
 
     def __post_init__(self) -> None:
         for name in ("eigenvalues", "modes", "amplitudes", "residuals", "eigenfunctions", "singular_values"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+            object.__setattr__(self, name, frozen_array(getattr(self, name)))
 
     @property
     def spectral_radius(self) -> float:
