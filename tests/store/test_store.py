@@ -116,7 +116,7 @@ def test_attributes_hold_provenance_schema_progress_and_source_dtype(tmp_path: P
     assert attrs["provenance"] == record and attrs["provenance"]["layers"] == [0, 2]
     assert attrs["progress"] == {"rows_written": 4, "batch_rows": [4]}
     state = json.loads((store.location / "state_002" / "zarr.json").read_text())["attributes"]
-    assert state["source_dtype"] == "bfloat16" and "before any final norm" in state["description"]
+    assert state["source_dtype"] == "bfloat16" and state["description"] == "output of block 1"  # L unknown
 
 
 def test_missing_capture_convention_is_filled_in(tmp_path: Path) -> None:
@@ -443,7 +443,7 @@ def test_read_only_and_index_checks(tmp_path: Path) -> None:
         reader.read_pairs(2)
     single = TrajectoryStore.create(tmp_path / "one.zarr", n_states=1, width=2, n_rows=2, provenance=provenance(),
                                     source_dtype="float32")
-    with pytest.raises(ParameterError, match="single state"):
+    with pytest.raises(ParameterError, match="no two of them consecutive"):
         single.read_pairs(0)
 
 
@@ -465,3 +465,29 @@ def test_missing_zarr_names_the_install_line(tmp_path: Path, monkeypatch: pytest
 def test_layout_constants() -> None:
     assert (N_STATES, N_ROWS, WIDTH) == (3, 10_000, 64)
     assert chunk_rows(N_ROWS, WIDTH) * WIDTH * 4 == MIN_CHUNK_BYTES and N_ROWS > chunk_rows(N_ROWS, WIDTH)
+
+
+def test_layer_subsets_are_labelled_by_state_and_pair_only_consecutive_states(tmp_path):
+    """--layers 0,1,2,6 of a 6-block model: arrays named by state, pairs only for blocks 0 and 1."""
+    layers, rng = (0, 1, 2, 6), np.random.default_rng(0)
+    states = [rng.standard_normal((5, 3)).astype(np.float32) for _ in layers]
+    record = provenance(layers=list(layers))
+    store = TrajectoryStore.create(tmp_path / "sub.zarr", n_states=4, width=3, n_rows=5, provenance=record,
+                                   source_dtype="float32", layers=layers, n_blocks=6)
+    store.append(states)
+    done = TrajectoryStore.open(tmp_path / "sub.zarr")
+    assert done.layers == layers and done.transitions == (0, 1)
+    np.testing.assert_array_equal(done.read_state(6), states[3])
+    x, y = done.read_pairs(1)
+    np.testing.assert_array_equal(x, states[1]) and np.testing.assert_array_equal(y, states[2])
+    with pytest.raises(ParameterError, match=r"pairs only for blocks \[0, 1\]"):
+        done.read_pairs(2)  # state 3 is not held: never pair state 2 with state 6
+    with pytest.raises(ParameterError, match="does not hold"):
+        done.read_state(3)
+    import zarr
+
+    attrs = zarr.open_group(str(tmp_path / "sub.zarr"), mode="r")["state_006"].attrs.asdict()
+    assert attrs["state_index"] == 6 and "last block, before any final norm" in attrs["description"]
+    with pytest.raises(ParameterError, match="'layers'"):
+        TrajectoryStore.create(tmp_path / "bad.zarr", n_states=2, width=3, n_rows=5, provenance=record,
+                               source_dtype="float32", layers=(2, 1))

@@ -125,7 +125,7 @@ def test_store_readers(store: tuple[Path, list[np.ndarray]]) -> None:
 
 def test_state_and_transition_options_are_checked(store: tuple[Path, list[np.ndarray]], tmp_path: Path) -> None:
     path, _ = store
-    with pytest.raises(ParameterError, match="pass state= 0..2"):
+    with pytest.raises(ParameterError, match=r"holds states \[0, 1, 2\]; pass one of them as state="):
         load_trajectory(path)
     with pytest.raises(ParameterError, match="'state'"):
         load_trajectory(path, state=3)

@@ -21,7 +21,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from koopscope._validation import Interval, check_param
 from koopscope.errors import DataError, ParameterError
 from koopscope.store.zarr_store import TrajectoryStore, partial_path
 
@@ -159,10 +158,11 @@ def load_trajectory(path: str | os.PathLike[str], *, state: int | None = None) -
     store = _complete_store(p)
     if state is None:
         raise ParameterError(f"The 'state' parameter of load_trajectory is required for the trajectory store "
-                             f"{str(p)!r}, which holds {store.n_states} states; pass state= 0..{store.n_states - 1}, "
-                             "or use load_pairs for its layer-to-layer pairs.")
-    check_param("state", state, Interval(int, 0, store.n_states - 1), caller="load_trajectory",
-                fix=f"the store holds states 0..{store.n_states - 1}")
+                             f"{str(p)!r}, which holds states {list(store.layers)}; pass one of them as state=, or "
+                             "use load_pairs for its layer-to-layer pairs.")
+    if state not in store.layers or isinstance(state, bool):
+        raise ParameterError(f"The 'state' parameter of load_trajectory is {state!r}, a state the store {str(p)!r} "
+                             f"does not hold; pass one of {list(store.layers)}.")
     return store.read_state(state)
 
 
@@ -183,8 +183,9 @@ def load_pairs(path: str | os.PathLike[str], *, transition: int | None = None) -
     path : path-like
         A ``.npy`` trajectory, whose pairs are ``traj[:-1]``, ``traj[1:]``, or a complete store.
     transition : int, optional
-        For a store: the block i whose pairs (state i, state i+1) to return. ``None`` pools every transition,
-        stacking the pairs of blocks 0..L-1 (L·N pairs): one operator for the whole depth. Refused for ``.npy``.
+        For a store: the block i whose pairs (state i, state i+1) to return. ``None`` pools every transition
+        the store holds (consecutive state indices), stacking their pairs: one operator for the whole depth.
+        Refused for ``.npy``.
 
     Returns
     -------
@@ -200,8 +201,8 @@ def load_pairs(path: str | os.PathLike[str], *, transition: int | None = None) -
     store = _complete_store(p)
     if transition is not None:
         return store.read_pairs(transition)
-    if store.n_states < 2:
-        raise DataError(f"The trajectory store {str(p)!r} holds a single state, and pairs need two; read it with "
-                        "load_trajectory(path, state=0).")
-    states = store.read_states()
-    return np.concatenate(states[:-1]), np.concatenate(states[1:])
+    if not store.transitions:
+        raise DataError(f"The trajectory store {str(p)!r} holds states {list(store.layers)}, no two consecutive, "
+                        "and pairs need state i and state i+1; read one with load_trajectory(path, state=i).")
+    pairs = [store.read_pairs(i) for i in store.transitions]
+    return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])

@@ -104,16 +104,27 @@ class Layout:
     width: int
     n_rows: int
     source_dtype: str
+    layers: tuple[int, ...] = ()  # the model state index held by each array; default 0..n_states-1
+    n_blocks: int | None = None  # L of the model (its last state is L), when known
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            object.__setattr__(self, "layers", tuple(range(self.n_states)))
 
     @property
     def chunk_rows(self) -> int:
         return chunk_rows(self.n_rows, self.width)
+
+    def position(self, state: int) -> int | None:
+        """The array position of model state ``state``, or None when the store does not hold it."""
+        return self.layers.index(state) if state in self.layers else None
 
     def attributes(self, capture_convention: Any) -> dict[str, Any]:
         return {
             "schema": STORE_SCHEMA, "schema_version": STORE_SCHEMA_VERSION, "tool_version": tool_version(),
             "n_states": self.n_states, "width": self.width, "n_rows": self.n_rows, "dtype": _DTYPE.name,
             "source_dtype": self.source_dtype, "chunk_rows": self.chunk_rows, "capture_convention": capture_convention,
+            "layers": list(self.layers), "n_blocks": self.n_blocks,
         }
 
 
@@ -121,10 +132,10 @@ def _progress(batches: tuple[int, ...]) -> dict[str, Any]:
     return {"rows_written": sum(batches), "batch_rows": list(batches)}
 
 
-def _state_description(index: int, n_states: int) -> str:
+def _state_description(index: int, n_blocks: int | None) -> str:
     if index == 0:
         return "input to block 0 (after embeddings)"
-    last = " (the last block, before any final norm)" if index == n_states - 1 else ""
+    last = " (the last block, before any final norm)" if index == n_blocks else ""
     return f"output of block {index - 1}{last}"
 
 
@@ -155,7 +166,11 @@ def _read_layout(group: Any, shown: str) -> tuple[Layout, dict[str, Any], tuple[
             raise _corrupt(shown, f"attribute {key} is {meta.get(key)!r}, not a positive int")
     if not isinstance(meta.get("source_dtype"), str):
         raise _corrupt(shown, f"attribute source_dtype is {meta.get('source_dtype')!r}, not a string")
-    layout = Layout(meta["n_states"], meta["width"], meta["n_rows"], meta["source_dtype"])
+    layers, n_blocks = meta.get("layers") or list(range(meta["n_states"])), meta.get("n_blocks")
+    if not isinstance(layers, list) or len(layers) != meta["n_states"] or not all(_is_int(i, 0) for i in layers) \
+            or sorted(set(layers)) != layers or not (n_blocks is None or _is_int(n_blocks, 1)):
+        raise _corrupt(shown, f"attributes layers={layers!r} and n_blocks={n_blocks!r} do not describe the states")
+    layout = Layout(meta["n_states"], meta["width"], meta["n_rows"], meta["source_dtype"], tuple(layers), n_blocks)
     provenance = attrs.get("provenance")
     if not isinstance(provenance, dict):
         raise _corrupt(shown, "the provenance attribute is missing")
@@ -164,8 +179,8 @@ def _read_layout(group: Any, shown: str) -> tuple[Layout, dict[str, Any], tuple[
     if not isinstance(batches, list) or not all(_is_int(b, 1) for b in batches) or \
             sum(batches) != progress.get("rows_written") or sum(batches) > layout.n_rows:
         raise _corrupt(shown, f"the progress attribute is {progress!r}")
-    for i in range(layout.n_states):
-        _check_array(group, i, layout, shown)
+    for state in layout.layers:
+        _check_array(group, state, layout, shown)
     return layout, provenance, tuple(batches)
 
 
@@ -282,7 +297,8 @@ class TrajectoryStore:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, n_states: int, width: int, n_rows: int,
-               provenance: dict[str, Any], source_dtype: str, resume: bool = False) -> TrajectoryStore:
+               provenance: dict[str, Any], source_dtype: str, resume: bool = False,
+               layers: Sequence[int] | None = None, n_blocks: int | None = None) -> TrajectoryStore:
         """A new store at ``path`` (built in ``<path>.partial``), or with ``resume=True`` the one already there.
 
         Parameters
@@ -297,6 +313,12 @@ class TrajectoryStore:
             :data:`koopscope.store.CAPTURE_CONVENTION`.
         source_dtype : str
             The model's activation dtype, e.g. ``"bfloat16"``.
+        layers : sequence of int, optional
+            The model state index of each of the ``n_states`` arrays, increasing (default 0..n_states-1); an
+            array is named ``state_{index:03d}`` after its state, and pairs are formed only between consecutive
+            state indices.
+        n_blocks : int, optional
+            The model's number of blocks L (its last state is L), recorded for the state descriptions.
         resume : bool
             Continue the store at ``<path>.partial`` (or return the complete one at ``path``) when its
             provenance identity and layout match; without it an existing store is refused.
@@ -322,7 +344,15 @@ class TrajectoryStore:
         if not final.name or final.name in (".", ".."):
             raise ParameterError(f"The 'path' parameter of {caller} must name a directory to create; got {path!r}: "
                                  "pass e.g. 'traj.zarr'.")
-        layout = Layout(int(n_states), int(width), int(n_rows), source_dtype.removeprefix("torch."))
+        held = tuple(range(int(n_states))) if layers is None else tuple(int(i) for i in layers)
+        if len(held) != n_states or any(i < 0 for i in held) or list(held) != sorted(set(held)):
+            raise ParameterError(f"The 'layers' parameter of {caller} must list {n_states} increasing state indices "
+                                 f">= 0, one per array; got {layers!r}: pass the state index of each array.")
+        check_param("n_blocks", n_blocks, Interval(int, 1, None), None, caller=caller, fix="pass the model's L")
+        if n_blocks is not None and held[-1] > n_blocks:
+            raise ParameterError(f"The 'layers' parameter of {caller} holds state {held[-1]}, beyond the last state "
+                                 f"L = {n_blocks}; pass state indices in 0..{n_blocks}.")
+        layout = Layout(int(n_states), int(width), int(n_rows), source_dtype.removeprefix("torch."), held, n_blocks)
         partial = partial_path(final)
         if final.exists() and partial.exists():
             raise DataError(f"Both {str(final)!r} and {str(partial)!r} exist, so it is unclear which store to "
@@ -380,13 +410,13 @@ class TrajectoryStore:
             attributes = {"koopscope": layout.attributes(convention), "provenance": provenance,
                           "progress": _progress(())}
             group = zarr.open_group(str(staging), mode="w", zarr_format=3, attributes=attributes)
-            for i in range(layout.n_states):
+            for i in layout.layers:
                 group.create_array(
                     state_name(i), shape=(layout.n_rows, layout.width), dtype=_DTYPE,
                     chunks=(layout.chunk_rows, layout.width), fill_value=float("nan"),
                     compressors=zarr.codecs.ZstdCodec(level=3, checksum=True),
                     dimension_names=("row", "feature"),
-                    attributes={"state_index": i, "description": _state_description(i, layout.n_states),
+                    attributes={"state_index": i, "description": _state_description(i, layout.n_blocks),
                                 "source_dtype": layout.source_dtype},
                 )
             os.rename(staging, partial)  # the skeleton appears whole or not at all
@@ -404,7 +434,7 @@ class TrajectoryStore:
             field, stored, given = mismatch
             raise DataError(f"The store {shown!r} was made with {field}={stored!r}, but this run has "
                             f"{field}={given!r}; {fix}.")
-        for field in ("n_states", "width", "n_rows", "source_dtype"):
+        for field in ("n_states", "width", "n_rows", "source_dtype", "layers", "n_blocks"):
             stored, given = getattr(self._layout, field), getattr(layout, field)
             if stored != given:
                 raise DataError(f"The store {shown!r} was made with {field}={stored!r}, but this run has "
@@ -482,8 +512,8 @@ class TrajectoryStore:
         start, n_b = self.rows_written, rows[0].shape[0]
         if n_b == 0:
             return start
-        for i, block in enumerate(rows):
-            self._group[state_name(i)][start:start + n_b] = block
+        for state, block in zip(self._layout.layers, rows, strict=True):
+            self._group[state_name(state)][start:start + n_b] = block
         batches = (*self._batches, n_b)
         self._group.attrs["progress"] = _progress(batches)  # last: only rows already on disk are ever recorded
         self._batches = batches
@@ -504,9 +534,12 @@ class TrajectoryStore:
     # -- reading --------------------------------------------------------------------------------------------------
 
     def read_state(self, index: int) -> np.ndarray:
-        """State ``index`` as a float32 array of shape (rows_written, width): (N, D) once complete."""
-        check_param("index", index, Interval(int, 0, self.n_states - 1), caller="TrajectoryStore.read_state",
-                    fix=f"the store holds states 0..{self.n_states - 1}")
+        """Model state ``index`` as a float32 array of shape (rows_written, width): (N, D) once complete."""
+        check_param("index", index, Interval(int, 0, None), caller="TrajectoryStore.read_state",
+                    fix=f"the store holds states {list(self.layers)}")
+        if self._layout.position(int(index)) is None:
+            raise ParameterError(f"The 'index' parameter of TrajectoryStore.read_state is {index}, a state this store "
+                                 f"does not hold; it holds states {list(self.layers)}.")
         name = state_name(int(index))
         try:
             data = self._group[name][: self.rows_written]
@@ -515,17 +548,28 @@ class TrajectoryStore:
         return np.asarray(data, dtype=_DTYPE)
 
     def read_states(self) -> list[np.ndarray]:
-        """Every state, in order: ``n_states`` float32 arrays of shape (rows_written, width)."""
-        return [self.read_state(i) for i in range(self.n_states)]
+        """Every held state, in the order of :attr:`layers`: float32 arrays of shape (rows_written, width)."""
+        return [self.read_state(i) for i in self.layers]
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The model state index of each array, increasing."""
+        return self._layout.layers
+
+    @property
+    def transitions(self) -> tuple[int, ...]:
+        """The blocks i whose pairs (state i, state i+1) the store holds: both states present."""
+        return tuple(i for i in self.layers if i + 1 in self.layers)
 
     def read_pairs(self, transition: int) -> tuple[np.ndarray, np.ndarray]:
         """Snapshot pairs of block ``transition``: ``X`` = state ``transition``, ``Y`` = state ``transition + 1``.
 
         Row r of ``Y`` is the token of row r of ``X`` one block later (DESIGN.md, residual-stream indexing).
         """
-        if self.n_states < 2:
-            raise ParameterError(f"The store {str(self.location)!r} holds a single state, and pairs need two; read it "
-                                 "with read_state(0).")
-        check_param("transition", transition, Interval(int, 0, self.n_states - 2),
-                    caller="TrajectoryStore.read_pairs", fix=f"the store has transitions 0..{self.n_states - 2}")
+        if not self.transitions:
+            raise ParameterError(f"The store {str(self.location)!r} holds states {list(self.layers)}, no two of them "
+                                 "consecutive, and pairs need state i and state i+1; extract consecutive --layers.")
+        if transition not in self.transitions or isinstance(transition, bool):
+            raise ParameterError(f"The 'transition' parameter of TrajectoryStore.read_pairs is {transition!r}, but "
+                                 f"the store holds pairs only for blocks {list(self.transitions)}; pass one of them.")
         return self.read_state(transition), self.read_state(transition + 1)
