@@ -218,7 +218,7 @@ def test_resume_with_another_batch_size_or_dtype(prompts: Path, tmp_path: Path,
     out = tmp_path / "bs.zarr"
     chunk = next(run.chunks())
     store = TrajectoryStore.create(out, n_states=5, width=64, n_rows=run.n_tokens, provenance=build_provenance(
-        loaded, run), source_dtype="float32")
+        loaded, run), source_dtype="float32", layers=run.layers, n_blocks=len(run.blocks))
     store.append(chunk.states)  # one batch of 2 prompts written, as if killed afterwards
     assert main(_extract("tiny-gpt2", "--prompts", str(prompts), "--out", str(out), "--batch-size", "3")) == 2
     line = _error_line(capsys.readouterr().err)
