@@ -10,7 +10,6 @@ Nothing here imports torch: torch tensors are recognised by their type and conve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from koopscope._backend import is_torch
 from koopscope._validation import Interval, check_param, check_seed
 from koopscope.capture._warn import warn
 from koopscope.errors import DataError, ParameterError
+from koopscope.store.provenance import sha256_text, sha256_token_ids
 
 __all__ = ["TokenBatch", "as_token_batch", "random_tokens", "read_prompts"]
 
@@ -80,18 +80,17 @@ class TokenBatch:
         """Real (unpadded) tokens in all sequences."""
         return int(self.lengths.sum())
 
+    def token_rows(self) -> list[np.ndarray]:
+        """The real (unpadded) token ids of each sequence."""
+        return [row[:n] for row, n in zip(self.input_ids, self.lengths, strict=True)]
+
     def token_ids_sha256(self) -> str:
-        """SHA-256 of the real token ids: little-endian int64 lengths, then every sequence's tokens in order."""
-        h = hashlib.sha256(self.lengths.astype("<i8").tobytes())
-        for row, n in zip(self.input_ids, self.lengths, strict=True):
-            h.update(row[:n].astype("<i8").tobytes())
-        return h.hexdigest()
+        """:func:`koopscope.store.sha256_token_ids` of the real token ids (the hash every store records)."""
+        return sha256_token_ids(self.token_rows())
 
     def prompt_sha256(self) -> str | None:
-        """SHA-256 of the prompt texts as a UTF-8 JSON list, or None for token inputs."""
-        if self.texts is None:
-            return None
-        return hashlib.sha256(json.dumps(list(self.texts), ensure_ascii=False).encode("utf-8")).hexdigest()
+        """:func:`koopscope.store.sha256_text` of the prompt texts, or None for token inputs."""
+        return None if self.texts is None else sha256_text(list(self.texts))
 
     def to_torch(self, device: Any = None) -> dict[str, Any]:
         """``input_ids``, ``attention_mask`` (and ``token_type_ids``) as torch tensors, for ``model(**batch)``."""

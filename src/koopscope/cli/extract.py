@@ -141,14 +141,13 @@ def build_provenance(loaded: Any, plan: Any) -> dict[str, Any]:
     The prompt and token-id hashes use the store's documented framing (:func:`koopscope.store.sha256_text`,
     :func:`koopscope.store.sha256_token_ids`) over the prompt texts and the real (unpadded, truncated) token ids.
     """
-    from koopscope.store import make_provenance, sha256_text, sha256_token_ids
+    from koopscope.store import make_provenance, sha256_text
 
     tokens = plan.tokens
-    rows = [row[:n] for row, n in zip(tokens.input_ids, tokens.lengths, strict=True)]
     record = make_provenance(
         model_id=loaded.model_id, revision_requested=loaded.revision_requested,
         revision_resolved=loaded.revision_resolved, tokenizer=loaded.tokenizer_id,
-        prompt_sha256=sha256_text(tokens.texts or ()), token_ids_sha256=sha256_token_ids(rows),
+        prompt_sha256=tokens.prompt_sha256() or sha256_text(()), token_ids_sha256=tokens.token_ids_sha256(),
         seed=int(plan.provenance["seed"]), max_tokens=plan.provenance["max_tokens"], layers=plan.layers,
     )
     record["model_dtype"] = loaded.source_dtype
