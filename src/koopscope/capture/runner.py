@@ -119,6 +119,7 @@ class CaptureRun:
                 dtype = chunk.source_dtype
             for buf, rows in zip(out, chunk.states, strict=True):
                 buf[chunk.rows] = rows
+            del chunk  # release this batch's rows before the next forward runs (peak = states + one batch)
         return ResidualStates(tuple(out), self.layers, self.token_index, dtype, dict(self.provenance))
 
 
