@@ -11,7 +11,7 @@ array([0.9+0.2j, 0.9-0.2j])
 
 from __future__ import annotations
 
-from koopscope import capture, dmd, store
+from koopscope import capture, dmd, spectral, store
 from koopscope._version import __version__
 from koopscope.dmd.spectrum import Spectrum
 from koopscope.errors import (
@@ -38,5 +38,6 @@ __all__ = [
     "__version__",
     "capture",
     "dmd",
+    "spectral",
     "store",
 ]
