@@ -6,24 +6,5 @@
 0.5
 """
 
-from koopscope.spectral.masses import (
-    SpectralBands,
-    contractive_mass,
-    expansive_mass,
-    intermediate_mass,
-    mass_partition,
-    moduli,
-    near_unit_mass,
-    spectral_radius,
-)
-
-__all__ = [
-    "SpectralBands",
-    "contractive_mass",
-    "expansive_mass",
-    "intermediate_mass",
-    "mass_partition",
-    "moduli",
-    "near_unit_mass",
-    "spectral_radius",
-]
+from koopscope.spectral.masses import *  # noqa: F403  (the public names are listed once, in masses.__all__)
+from koopscope.spectral.masses import __all__  # noqa: F401
