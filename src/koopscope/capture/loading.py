@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from koopscope.capture._deps import INSTALL_LINE, require_torch
+from koopscope.capture._deps import require_torch, require_transformers
 from koopscope.errors import DataError, MissingDependencyError, ParameterError
 from koopscope.store.provenance import sha256_directory_weights
 
@@ -197,7 +197,7 @@ def byte_tokenizer() -> Any:
     >>> byte_tokenizer()(["hé"])["input_ids"]
     [[104, 195, 169]]
     """
-    transformers = _require_transformers("byte_tokenizer")
+    transformers = require_transformers("byte_tokenizer")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {char: byte for byte, char in _bytes_to_unicode().items()}
@@ -277,7 +277,7 @@ def _load_demo(name: str, revision: str | None, dtype: str | None, trust_remote_
 
 def _demo_model(name: str) -> Any:
     torch = require_torch("load_model")
-    transformers = _require_transformers("load_model")
+    transformers = require_transformers("load_model")
     common = {"vocab_size": _DEMO_VOCAB, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
     if name == "tiny-gpt2":
         cls = transformers.GPT2LMHeadModel
@@ -307,7 +307,7 @@ def _load_local(model: str, revision: str | None, trust_remote_code: bool, dtype
 
 
 def _load_cached(model: str, revision: str | None, trust_remote_code: bool, dtype: str | None) -> LoadedModel:
-    _require_transformers("load_model")
+    require_transformers("load_model")
     import huggingface_hub
 
     try:
@@ -323,7 +323,7 @@ def _load_cached(model: str, revision: str | None, trust_remote_code: bool, dtyp
 def _from_directory(directory: Path, shown: str, trust_remote_code: bool, dtype: str | None) -> tuple[Any, Any]:
     """Model (in the class it was saved as) and tokenizer from a local folder, never touching the network."""
     torch = require_torch("load_model")
-    transformers = _require_transformers("load_model")
+    transformers = require_transformers("load_model")
     options = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     try:
         config = transformers.AutoConfig.from_pretrained(str(directory), **options)
@@ -364,15 +364,6 @@ def _model_class(transformers: ModuleType, config: Any, trust_remote_code: bool)
 
 
 # -- small helpers -----------------------------------------------------------------------------------------------
-
-
-def _require_transformers(caller: str) -> ModuleType:
-    try:
-        import transformers
-    except ImportError:
-        raise MissingDependencyError(f"{caller} needs transformers, which is not installed; install the transformers "
-                                     f"extra with `{INSTALL_LINE}`.") from None
-    return transformers
 
 
 def _major(module: ModuleType) -> int:
