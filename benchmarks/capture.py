@@ -51,12 +51,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -66,6 +63,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from _environment import environment as shared_environment
 
 FULL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": None, "n_positions": None, "bos_token_id": None,
         "eos_token_id": None,
@@ -235,28 +233,9 @@ def memory(cfg: dict[str, Any], quick: bool, repeats: int, log: Callable[[str], 
 # report
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def environment() -> dict[str, Any]:
     """Versions and machine; imports no torch, so that the memory subprocesses fork from a small parent."""
-    return {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "numpy": np.__version__,
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "koopscope": _version("koopscope"),
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-                       if k in os.environ},
-    }
+    return shared_environment("torch", "transformers")
 
 
 def mib(x: float | None) -> str:

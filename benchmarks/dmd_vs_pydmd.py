@@ -19,12 +19,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -36,6 +33,7 @@ import numpy as np
 import scipy
 import scipy.fft
 import scipy.linalg as sla
+from _environment import environment as shared_environment
 from scipy.optimize import linear_sum_assignment
 
 import koopscope as ks
@@ -162,27 +160,8 @@ def centred_operator(traj: np.ndarray) -> np.ndarray:
     return np.linalg.solve(Xc.T @ Xc, Xc.T @ Yc).T
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def environment() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pydmd": _version("pydmd"),
-        "koopscope": _version("koopscope"),
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-                       if k in os.environ},
-    }
+    info = shared_environment("scipy", "pydmd")
     try:
         cfg = np.show_config(mode="dicts")
         deps = cfg.get("Build Dependencies", {})
