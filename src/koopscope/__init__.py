@@ -11,12 +11,15 @@ array([0.9+0.2j, 0.9-0.2j])
 
 from __future__ import annotations
 
-from koopscope import capture, dmd, spectral, store
+from typing import Any
+
+from koopscope import capture, dmd, fingerprint, gate, spectral, store
 from koopscope._version import __version__
 from koopscope.dmd.spectrum import Spectrum
 from koopscope.errors import (
     CaptureError,
     DataError,
+    HubError,
     KoopscopeError,
     MissingDependencyError,
     NotFittedError,
@@ -24,9 +27,12 @@ from koopscope.errors import (
     ParameterError,
     StoreError,
 )
+from koopscope.fingerprint import KoopmanFingerprint
 
 __all__ = [
     "CaptureError",
+    "KoopmanFingerprint",
+    "SpectralAuditor",
     "DataError",
     "KoopscopeError",
     "MissingDependencyError",
@@ -38,6 +44,23 @@ __all__ = [
     "__version__",
     "capture",
     "dmd",
+    "fingerprint",
+    "gate",
+    "plot",
     "spectral",
     "store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Names whose modules need an optional extra (scikit-learn, matplotlib) load on first use, so
+    # `import koopscope` stays light; each module raises MissingDependencyError with the pip line.
+    if name == "SpectralAuditor":
+        from koopscope.auditor import SpectralAuditor
+
+        return SpectralAuditor
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("koopscope.plot")
+    raise AttributeError(f"module 'koopscope' has no attribute {name!r}")

@@ -16,6 +16,7 @@ __all__ = [
     "NumericalError",
     "CaptureError",
     "StoreError",
+    "HubError",
 ]
 
 
@@ -49,3 +50,7 @@ class CaptureError(KoopscopeError, RuntimeError):
 
 class StoreError(KoopscopeError, ValueError):
     """A trajectory store is corrupt, foreign, or belongs to a different extraction."""
+
+
+class HubError(KoopscopeError, RuntimeError):
+    """The Hugging Face Hub cannot be reached, refuses the token, or rejects the commit (exit code 2)."""

@@ -12,11 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from koopscope._atomic import check_output_path
 from koopscope.errors import KoopscopeError
 
 __all__ = [
     "EXIT_OK", "EXIT_GATE_FAIL", "EXIT_USAGE", "EXIT_ABSTAIN", "EXIT_INTERNAL",
-    "ArgumentParser", "UsageError", "bounded", "emit", "emit_json", "progress",
+    "ArgumentParser", "UsageError", "bounded", "check_output_path", "emit", "emit_json", "finite_float", "progress",
+    "summary",
 ]
 
 # Exit codes, the same for every command (DESIGN.md, "Command line").
@@ -57,6 +59,26 @@ def bounded(kind: type[int] | type[float], lo: float) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for any finite number (NaN and ±inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def summary(fp: Any) -> dict[str, Any]:
+    """The headline of a KoopmanFingerprint as a JSON-ready dict (what the commands print)."""
+    _, low, high = fp.interval("spectral_radius")
+    document = fp.document
+    return {"kind": fp.kind, "name": fp.name, "kernel": document["kernel"]["method"],
+            "spectral_radius": fp.spectral_radius, "interval": [low, high], "stability_label": fp.stability_label,
+            "risk": fp.risk, "trust_flags": [f["code"] for f in document["trust"]["flags"]]}
 
 
 def emit(text: str = "") -> None:

@@ -105,7 +105,7 @@ def _check_trajectory_dtype_shape(shape: tuple[int, ...], dtype: np.dtype, shown
                         f"snapshot per row: {hint}.")
 
 
-def _is_store(path: Path, caller: str) -> bool:
+def is_store(path: Path, caller: str) -> bool:
     """True for a store directory, False for a file; DataError for a missing path (naming a .partial sibling)."""
     if path.is_dir():
         return True
@@ -125,7 +125,7 @@ def _is_store(path: Path, caller: str) -> bool:
                     "or a store written by koopscope extract.")
 
 
-def _complete_store(path: Path) -> TrajectoryStore:
+def complete_store(path: Path) -> TrajectoryStore:
     store = TrajectoryStore.open(path)
     if not store.is_complete:  # a complete store is only ever at <path>; see zarr_store
         raise DataError(f"The trajectory store {str(path)!r} is incomplete ({store.rows_written} of {store.n_rows} "
@@ -150,12 +150,12 @@ def load_trajectory(path: str | os.PathLike[str], *, state: int | None = None) -
     ndarray of shape (T, D)
     """
     p = Path(path)
-    if not _is_store(p, "load_trajectory"):
+    if not is_store(p, "load_trajectory"):
         if state is not None:
             raise ParameterError(f"The 'state' parameter of load_trajectory applies to trajectory stores only; got "
                                  f"state={state!r} for the .npy file {str(p)!r}: drop it.")
         return load_npy(p)
-    store = _complete_store(p)
+    store = complete_store(p)
     if state is None:
         raise ParameterError(f"The 'state' parameter of load_trajectory is required for the trajectory store "
                              f"{str(p)!r}, which holds states {list(store.layers)}; pass one of them as state=, or "
@@ -169,10 +169,10 @@ def load_trajectory(path: str | os.PathLike[str], *, state: int | None = None) -
 def load_states(path: str | os.PathLike[str]) -> list[np.ndarray]:
     """Every state of a complete trajectory store: L+1 float32 arrays of shape (N, D), state 0 first."""
     p = Path(path)
-    if not _is_store(p, "load_states"):
+    if not is_store(p, "load_states"):
         raise DataError(f"The file {str(p)!r} passed to load_states is a single trajectory, not a store of "
                         "residual-stream states; read it with load_trajectory or load_pairs.")
-    return _complete_store(p).read_states()
+    return complete_store(p).read_states()
 
 
 def load_pairs(path: str | os.PathLike[str], *, transition: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -192,13 +192,13 @@ def load_pairs(path: str | os.PathLike[str], *, transition: int | None = None) -
     X, Y : ndarray of shape (N, D)
     """
     p = Path(path)
-    if not _is_store(p, "load_pairs"):
+    if not is_store(p, "load_pairs"):
         if transition is not None:
             raise ParameterError(f"The 'transition' parameter of load_pairs applies to trajectory stores only; got "
                                  f"transition={transition!r} for the .npy file {str(p)!r}: drop it.")
         traj = load_npy(p)
         return traj[:-1], traj[1:]
-    store = _complete_store(p)
+    store = complete_store(p)
     if transition is not None:
         return store.read_pairs(transition)
     if not store.transitions:
