@@ -34,6 +34,7 @@ __all__ = [
     "KoopmanFingerprint",
     "SpectralAuditor",
     "DataError",
+    "HubError",
     "KoopscopeError",
     "MissingDependencyError",
     "NotFittedError",

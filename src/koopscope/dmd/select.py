@@ -101,4 +101,6 @@ def fit(X: Array, Y: Array | None = None, method: str = "auto", **options: Any) 
     if method == "auto":
         method, reason = select(X, Y, seed=options.get("seed", 0), orientation=options.get("orientation", "check"))
         options["reason"] = reason
+        if method == "edmd" and "n_centers" not in options:  # the selection's lift: at most one centre per pair
+            options["n_centers"] = min(64, X.shape[0] - (Y is None))
     return VARIANTS[method](X, Y, **options)

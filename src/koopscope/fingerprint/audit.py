@@ -4,7 +4,10 @@
   (traj[:-1], traj[1:]) and the result is a ``kind="trajectory"`` fingerprint.
 * A trajectory store written by ``koopscope extract`` holds a model's residual-stream states: every
   transition ℓ → ℓ+1 it holds is fitted on its token pairs (state ℓ, state ℓ+1) and the result is a
-  ``kind="model"`` fingerprint carrying the store's provenance.
+  ``kind="model"`` fingerprint carrying the store's provenance. Here ``kernel="auto"`` means
+  :data:`LAYER_KERNEL`, the RKSP kernel (full-rank ZCA-whitened DMD), for every transition: one kernel for
+  the whole depth keeps layers, and models, comparable, and whitening makes the spectrum independent of the
+  residual stream's scale and its outlier dimensions. Pass another kernel to override.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from koopscope.fingerprint.document import KoopmanFingerprint
 from koopscope.store import TrajectoryStore, load_trajectory
 from koopscope.store.trajectory import complete_store, is_store
 
-__all__ = ["audit_path", "audit_trajectory"]
+__all__ = ["LAYER_KERNEL", "audit_path", "audit_trajectory"]
+
+#: The kernel of a store's layer transitions under kernel="auto" (RKSP §2: whitened DMD per transition).
+LAYER_KERNEL = "whitened"
 
 
 def audit_trajectory(traj: Any, *, kernel: str = "auto", rank: int | str | None = None, name: str | None = None,
@@ -35,6 +41,8 @@ def audit_trajectory(traj: Any, *, kernel: str = "auto", rank: int | str | None 
 def _audit_store(store: TrajectoryStore, *, kernel: str, rank: int | str | None, name: str | None, n_boot: int,
                  seed: int) -> KoopmanFingerprint:
     options: dict[str, Any] = {"seed": seed} if rank is None else {"seed": seed, "rank": rank}
+    if kernel == "auto":
+        kernel, options["reason"] = LAYER_KERNEL, "kernel='auto' on layer transitions: the RKSP whitened kernel"
     layers = []
     for i in store.transitions:
         X, Y = store.read_pairs(i)  # (N, D) each: state i and state i + 1 of the same tokens

@@ -14,6 +14,9 @@ Trust flags (``trust.flags``; a gate abstains on any flag of severity "warning" 
   ResDMD residual above the spectrum's threshold;
 * ``spurious_majority`` (warning): more than half of the eigenvalues are flagged spurious;
 * ``no_interval`` (warning): no bootstrap replicates were drawn (``n_boot=0``), so nothing bounds the statistics;
+* ``bootstrap_bias`` (warning): the spectral radius lies outside its own bootstrap interval, i.e. the
+  replicates are shifted from the estimate by more than their spread: the estimator is strongly biased at
+  this number of pairs per dimension, and neither the estimate nor the interval supports a decision;
 * ``no_residuals`` (info): the kernel computed no residuals, so spurious eigenvalues cannot be flagged.
 """
 
@@ -133,6 +136,16 @@ def _spectrum_flags(spectrum: Spectrum, n_pairs: int, dim: int, layer: int | Non
     return flags
 
 
+def _bias_flag(ci: ConfidenceInterval, n_pairs: int, dim: int, layer: int | None = None) -> list[dict[str, Any]]:
+    if not ci.excludes_estimate:
+        return []
+    where = "" if layer is None else f"transition {layer}: "
+    side = "above" if ci.bias > 0 else "below"
+    return [_flag("bootstrap_bias", "warning", f"{where}the bootstrap replicates of the spectral radius lie {side} "
+                  f"its estimate {ci.estimate:.4g} (interval [{ci.low:.4g}, {ci.high:.4g}], bias {ci.bias:+.3g}): "
+                  f"with {n_pairs} pairs for {dim} dimensions the estimate is strongly biased", layer)]
+
+
 def _provenance(source: Mapping[str, Any] | None, data_sha256: str, seed: int) -> dict[str, Any]:
     source = dict(source or {})
     revision = source.get("revision") or source.get("revision_resolved") or source.get("revision_requested")
@@ -214,6 +227,7 @@ def from_trajectory(spectrum: Spectrum, X: Any, Y: Any, *, name: str | None = No
     intervals = bootstrap_layers([(spectrum, X, Y)], stats, n_boot=n_boot, level=level, seed=seed)
     Xk, _, _, _ = kernel_pairs(spectrum, X, Y)
     flags = _spectrum_flags(spectrum, Xk.shape[0], Xk.shape[1])
+    flags += _bias_flag(intervals["spectral_radius"], Xk.shape[0], Xk.shape[1])
     if n_boot == 0:
         flags.append(_flag("no_interval", "warning", "no bootstrap replicates were drawn (n_boot=0), so the "
                            "statistics have no interval"))
@@ -297,6 +311,7 @@ def from_layers(layers: Sequence[tuple[Spectrum, Any, Any]], *, name: str | None
         all_flags += _spectrum_flags(spec, Xk.shape[0], Xk.shape[1], layer=index)
         rho_ci = intervals.pop(f"layer_{pos}/spectral_radius")
         mass_ci = intervals.pop(f"layer_{pos}/near_unit_mass")
+        all_flags += _bias_flag(rho_ci, Xk.shape[0], Xk.shape[1], layer=index)
         sections.append({
             "index": index, "eigenvalues": _complex_list(spec.eigenvalues), "residuals": _residual_list(spec),
             "spectral_radius": spec.spectral_radius, "stability_label": _label(rho_ci, n_boot),

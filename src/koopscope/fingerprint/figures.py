@@ -81,6 +81,7 @@ STATISTIC_LABELS: dict[str, str] = {
     "risk": "Divergence risk",
 }
 
+
 @dataclass(frozen=True)
 class DepthAxis:
     """How a per-layer statistic is drawn over depth: its label, fixed y limits (None: fit the data),

@@ -125,7 +125,6 @@ def _unit_circle_view(chart: figures.UnitCircleChart, small: bool) -> dict[str, 
         "band_hi_r": _c(hi * scale),
         "band_path": _ring_path(half, lo * scale, hi * scale),
         "points": points,
-        "n": n,
         "n_spurious": chart.n_spurious,
         "spectral_radius": format_number(chart.spectral_radius),
         "stability_label": chart.stability_label,
@@ -256,7 +255,8 @@ def _mass_view(features: Mapping[str, Any]) -> dict[str, Any]:
         x += w
     legend = [{"label": m.label, "colour": m.colour, "value": f"{100 * m.value:.1f} %"} for m in shares]
     near_unit = next(m for m in shares if m.name == "near_unit_mass")
-    return {"w": _c(_BAR_W), "h": _c(_BAR_H), "rects": rects, "legend": legend, "near_unit": f"{100 * near_unit.value:.1f} %",
+    return {"w": _c(_BAR_W), "h": _c(_BAR_H), "rects": rects, "legend": legend,
+            "near_unit": f"{100 * near_unit.value:.1f} %",
             "title": "Mass partition: " + ", ".join(f"{m.label} {100 * m.value:.1f} %" for m in shares)}
 
 
@@ -357,7 +357,6 @@ def _gate(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
                                f"threshold {format_number(gate['threshold'])}")
     return {"verdict": gate["verdict"], "statistic": statistic, "label": label,
             "threshold": format_number(gate["threshold"]),
-            "estimate": None if interval is None else format_number(interval["estimate"]),
             "interval": _interval_text(interval), "reason": gate["reason"], "on_abstain": gate["on_abstain"],
             "chart": chart}
 

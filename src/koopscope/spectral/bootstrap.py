@@ -9,7 +9,8 @@ What is held fixed. The refit repeats the kernel's *estimator*, not its model se
 rank and the kernel's coordinates stay those of the original fit, so the interval measures sampling
 variability of the operator, not the variability of rank selection. Concretely (see :func:`kernel_pairs`):
 
-* exact, tls, randomized, whitened: the same kernel on the resampled (X, Y) at the original rank;
+* exact, tls, randomized, whitened: the same kernel on the resampled (X, Y) at the original rank (a full-rank
+  whitened fit is refitted at full rank, by its eigenvalue-only covariance path);
 * hankel: exact DMD on resampled delay-embedded pairs (the original number of delays);
 * edmd: exact DMD on resampled lifted pairs (ψ(X), ψ(Y)) with the original dictionary ψ.
 
@@ -46,14 +47,25 @@ _SAME_KERNEL: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class ConfidenceInterval:
-    """A point estimate with its percentile-bootstrap interval [low, high]."""
+    """A point estimate with its percentile-bootstrap interval [low, high] and bootstrap bias estimate.
+
+    ``bias`` is mean(replicates) − estimate (Efron & Tibshirani 1993, §10.2). An estimate outside its own
+    interval (:attr:`excludes_estimate`) means the statistic is strongly biased at this sample size, e.g. the
+    spectral radius of a high-dimensional operator fitted on few pairs per dimension, and the interval should
+    not be trusted for a decision.
+    """
 
     estimate: float
     low: float
     high: float
+    bias: float = 0.0
+
+    @property
+    def excludes_estimate(self) -> bool:
+        return not self.low <= self.estimate <= self.high
 
     def as_dict(self) -> dict[str, float]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high}
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "bias": self.bias}
 
 
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
@@ -72,6 +84,8 @@ def kernel_pairs(spectrum: Spectrum, X: np.ndarray, Y: np.ndarray) -> tuple[np.n
     method, rank = spectrum.method, int(spectrum.rank)
     if method in _SAME_KERNEL:
         kept = {k: spectrum.options[k] for k in _SAME_KERNEL[method] if k in spectrum.options}
+        if method == "whitened" and spectrum.options.get("path") in ("cholesky", "eigh"):
+            return X, Y, method, {"rank": None, **kept}  # a full-rank fit: refit by covariance algebra too
         return X, Y, method, {"rank": rank, **kept}
     if method == "hankel":
         delays = int(spectrum.options["delays"])
@@ -140,7 +154,8 @@ def bootstrap_layers(layers: Sequence[tuple[Spectrum, Any, Any]], statistics: Ma
                 for Xk, Yk, method, options in refits]
         for name, stat in statistics.items():
             replicates[name][b] = stat(lams)
-    return {name: ConfidenceInterval(estimates[name], *percentile_interval(replicates[name], level))
+    return {name: ConfidenceInterval(estimates[name], *percentile_interval(replicates[name], level),
+                                     bias=float(replicates[name].mean() - estimates[name]))
             for name in statistics}
 
 
