@@ -131,7 +131,10 @@ def test_audit_of_a_trajectory_with_nan(tmp_path, capsys) -> None:
     np.save(path, traj)
     out = tmp_path / "fp.json"
     assert main(["audit", str(path), "--out", str(out)]) == 2
-    assert "NaN" in _error(capsys) and not out.exists()
+    assert _error(capsys) == (f"koopscope: error: The trajectory {str(path)!r} passed to audit contains 1 NaN/Inf "
+                              "value(s), the first at row 5, column 1; DMD needs finite snapshots: drop or impute "
+                              "those rows first.")
+    assert not out.exists()
 
 
 def test_audit_of_an_empty_trajectory(tmp_path, capsys) -> None:
@@ -139,8 +142,10 @@ def test_audit_of_an_empty_trajectory(tmp_path, capsys) -> None:
     np.save(path, np.empty((0, 3)))
     out = tmp_path / "fp.json"
     assert main(["audit", str(path), "--out", str(out)]) == 2
-    message = _error(capsys)
-    assert message.startswith("koopscope: error: ") and not out.exists()
+    assert _error(capsys) == (f"koopscope: error: The trajectory {str(path)!r} passed to audit has 0 snapshot(s) "
+                              "(shape (0, 3)); a fit needs at least 3 snapshots (2 pairs): record a longer "
+                              "trajectory.")
+    assert not out.exists()
 
 
 def test_audit_into_a_missing_directory(tmp_path, traj_npy, capsys) -> None:
@@ -158,6 +163,12 @@ def test_audit_html_into_a_missing_directory_writes_nothing(tmp_path, traj_npy, 
     assert not out.exists()  # the paths are checked before any work
 
 
+def test_report_into_a_missing_directory(tmp_path, fp_path, capsys) -> None:
+    out = tmp_path / "gone" / "r.html"
+    assert main(["report", fp_path, "--html", str(out)]) == 2
+    assert "is in a directory that does not exist" in _error(capsys) and not out.parent.exists()
+
+
 def test_audit_missing_input(tmp_path, capsys) -> None:
     assert main(["audit", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "fp.json")]) == 2
     assert "does not exist" in _error(capsys)
@@ -166,3 +177,62 @@ def test_audit_missing_input(tmp_path, capsys) -> None:
 def test_audit_bad_rank(tmp_path, traj_npy, capsys) -> None:
     assert main(["audit", traj_npy, "--out", str(tmp_path / "fp.json"), "--rank", "zero"]) == 2
     assert "expected an integer >= 1, 'full' or 'svht', got 'zero'" in _error(capsys)
+
+
+# -- a model: an extraction store, one operator per layer transition ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def planted_store(tmp_path_factory) -> tuple[str, list[float]]:
+    """A complete store of 4 states whose transitions are planted maps with every |λ| = 0.5, 0.95, 1.2."""
+    pytest.importorskip("zarr")
+    from koopscope.store import TrajectoryStore
+    from tests.store.appender import provenance
+
+    rng = np.random.default_rng(0)
+    radii = [0.5, 0.95, 1.2]
+    states = [rng.standard_normal((400, 6))]
+    for r in radii:
+        Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]  # (6, 6) orthogonal: every eigenvalue has modulus 1
+        states.append(states[-1] @ (r * Q).T + 1e-3 * rng.standard_normal((400, 6)))
+    path = tmp_path_factory.mktemp("store") / "planted.zarr"
+    store = TrajectoryStore.create(path, n_states=4, width=6, n_rows=400, provenance=provenance(max_tokens=400),
+                                   source_dtype="float32")
+    store.append([s.astype(np.float32) for s in states])
+    return str(path), radii
+
+
+def test_audit_of_a_store_is_a_model_fingerprint(tmp_path, planted_store, capsys) -> None:
+    path, radii = planted_store
+    out = tmp_path / "model.json"
+    assert main(["audit", path, "--out", str(out), "--n-boot", "30"]) == 0
+    fp = KoopmanFingerprint.from_json(out)
+    doc = fp.document
+    assert fp.kind == "model" and fp.name == "sshleifer/tiny-gpt2"
+    assert doc["kernel"]["method"] == "whitened"  # kernel auto on layer transitions: RKSP's kernel
+    assert [layer["index"] for layer in doc["layers"]] == [0, 1, 2]
+    # Whitening is a similarity transform of the operator when the state covariance is well conditioned,
+    # so each layer keeps its planted modulus (to the noise and float32 storage: 1e-2).
+    np.testing.assert_allclose([layer["spectral_radius"] for layer in doc["layers"]], radii, atol=1e-2)
+    assert [layer["stability_label"] for layer in doc["layers"]] == ["contractive", "near-unit", "expansive"]
+    assert fp.stability_label == "expansive" and fp.spectral_radius == pytest.approx(1.2, abs=1e-2)
+    assert fp.risk == pytest.approx(1 / 3, abs=1e-9)  # near-unit mass 0, 1, 0 over the three layers
+    prov = fp.provenance
+    assert prov["model_id"] == "sshleifer/tiny-gpt2"
+    assert prov["revision"] == "5f91d94bd9cd7190a9f3216ff93cd1dd95f2c7be"
+    assert prov["captured_at"] == "2025-01-31T12:00:00Z" and prov["source"] == "planted.zarr"
+    assert main(["gate", "--fingerprint", str(out), "--threshold", "1.0"]) == 1  # layer 2 grows
+    assert main(["gate", "--fingerprint", str(out), "--threshold", "0.5", "--statistic", "risk"]) == 0
+
+
+def test_audit_of_an_incomplete_store(tmp_path, capsys) -> None:
+    pytest.importorskip("zarr")
+    from koopscope.store import TrajectoryStore
+    from tests.store.appender import provenance
+
+    path = tmp_path / "cut.zarr"
+    store = TrajectoryStore.create(path, n_states=2, width=3, n_rows=10, provenance=provenance(max_tokens=10),
+                                   source_dtype="float32")
+    store.append([np.zeros((4, 3), np.float32)] * 2)
+    out = tmp_path / "fp.json"
+    assert main(["audit", str(path), "--out", str(out)]) == 2
+    assert "is incomplete" in _error(capsys) and not out.exists()

@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from koopscope._validation import as_2d
+from koopscope._validation import as_2d, check_finite
 from koopscope.dmd import fit
+from koopscope.errors import DataError
 from koopscope.fingerprint.build import from_layers, from_trajectory
 from koopscope.fingerprint.document import KoopmanFingerprint
 from koopscope.store import TrajectoryStore, load_trajectory
@@ -59,5 +60,9 @@ def audit_path(path: str | os.PathLike[str], *, kernel: str = "auto", rank: int 
         store = complete_store(p)
         return _audit_store(store, kernel=kernel, rank=rank, name=name, n_boot=n_boot, seed=seed)
     traj = load_trajectory(p)
+    if traj.shape[0] < 3:
+        raise DataError(f"The trajectory {str(p)!r} passed to audit has {traj.shape[0]} snapshot(s) (shape "
+                        f"{traj.shape}); a fit needs at least 3 snapshots (2 pairs): record a longer trajectory.")
+    check_finite(f"The trajectory {str(p)!r}", traj, "audit")
     return audit_trajectory(traj, kernel=kernel, rank=rank, name=name or p.name, source={"source": p.name},
                             n_boot=n_boot, seed=seed)
