@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from koopscope import capture, dmd, fingerprint, gate, spectral, store
+from koopscope import capture, dmd, fingerprint, gate, profile, spectral, store
 from koopscope._version import __version__
 from koopscope.dmd.spectrum import Spectrum
 from koopscope.errors import (
@@ -48,6 +48,7 @@ __all__ = [
     "fingerprint",
     "gate",
     "plot",
+    "profile",
     "spectral",
     "store",
 ]

@@ -20,6 +20,7 @@ Rank r (RKSP App. D: rank 32) runs randomized DMD on the whitened snapshots.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,13 +31,14 @@ from koopscope.dmd.exact import check_common, fit_projected
 from koopscope.dmd.resdmd import Galerkin, holdout_split
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
 
-__all__ = ["whitened", "WHITENING_EPS"]
+__all__ = ["WHITENING_EPS", "WhitenedGalerkin", "whitened", "whitened_galerkin", "whitened_moments"]
 
 WHITENING_EPS = 1e-5  # RKSP App. D: Σ̂ = (1/(N-1)) X_c X_c^T + ε I with ε = 1e-5
 CHOLESKY_FLOOR = 1e-10  # smallest s_min / s_max for which the eigenvalue-only Cholesky path is used
 
 
-def _moments(X: Array, Y: Array, need_yy: bool) -> tuple[Array, Array, Array, Array, Array | None]:
+def whitened_moments(X: Array, Y: Array, need_yy: bool) -> tuple[Array, Array, Array, Array, Array | None]:
+    """x̄, ȳ (D,) and the covariances C_xx, C_xy, C_yy (D, D) (divided by N - 1; C_yy None unless asked for)."""
     xp = backend_of(X)
     xbar, ybar = xp.mean0(X), xp.mean0(Y)  # (D,)
     Xc, Yc = X - xbar, Y - ybar  # (N, D)
@@ -58,6 +60,39 @@ def _eigenvalues_by_cholesky(Cxx: np.ndarray, Cxy: np.ndarray) -> np.ndarray | N
         return None
     Mt = np.linalg.solve(Cxx, Cxy)  # (D, D) = C_xx^{-1} C_xy = (C_yx C_xx^{-1})^T (numpy: one OpenBLAS pool)
     return eig_left_right(Mt, left=False, right=False)[0]
+
+
+class WhitenedGalerkin(NamedTuple):
+    """Full-rank whitened DMD in the whitened PCA coordinates z = diag(w) U^T (x - x̄) of the support of C_xx.
+
+    With n = N - 1: G = Z_x^T Z_x / n = diag(s / (s + ε)), A = Z_x^T Z_y / n, L = Z_y^T Z_y / n (None when not
+    asked for), and the operator Ã = (G^-1 A)^T (r, r) with z_y ≈ Ã z_x. ``basis`` U (D, r) is orthonormal, so
+    ZCA coordinates are U z: every unitarily invariant quantity (eigenvalues, κ(V), norms, the Kreiss constant)
+    is the same in both.
+    """
+
+    s: np.ndarray  # (r,) eigenvalues of C_xx on its numerical support, descending
+    basis: np.ndarray  # (D, r) U_r
+    scale: np.ndarray  # (r,) w = (s + ε)^-1/2
+    G: np.ndarray  # (r,)
+    A: np.ndarray  # (r, r)
+    L: np.ndarray | None  # (r, r)
+    operator: np.ndarray  # (r, r) Ã
+
+
+def whitened_galerkin(Cxx: np.ndarray, Cxy: np.ndarray, Cyy: np.ndarray | None, *, N: int, D: int,
+                      eps: float = WHITENING_EPS) -> WhitenedGalerkin:
+    """The whitened Galerkin matrices and operator from the covariances C_xx, C_xy (and C_yy) (D, D)."""
+    s, U = np.linalg.eigh(Cxx)  # ascending
+    s, U = s[::-1], U[:, ::-1]
+    r = int((s > max(N, D) * np.finfo(np.float64).eps * max(s[0], 0.0)).sum())
+    s, U = s[:r], np.ascontiguousarray(U[:, :r])  # (r,), (D, r) numerical support of C_xx
+    w = 1.0 / np.sqrt(s + eps)  # (r,) diagonal of W_r in PCA coordinates
+    Wr = U * w  # (D, r): z = W_r^T (x - x̄)
+    A = Wr.T @ Cxy @ Wr  # (r, r)
+    G = s * w**2  # (r,) = s / (s + ε)
+    L = None if Cyy is None else Wr.T @ Cyy @ Wr  # (r, r)
+    return WhitenedGalerkin(s, U, w, G, A, L, (A / G[:, None]).T)
 
 
 def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None, eps: float = WHITENING_EPS,
@@ -94,19 +129,15 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
         X, Y, *held = holdout_split(X, Y, holdout, seed)
     xp = backend_of(X)
     N, D = X.shape
-    xbar, ybar, Cxx, Cxy, Cyy = _moments(X, Y, need_yy=residuals and held is None)
+    xbar, ybar, Cxx, Cxy, Cyy = whitened_moments(X, Y, need_yy=residuals and held is None)
     Cxx_np, Cxy_np = xp.to_numpy(Cxx), xp.to_numpy(Cxy)
     if rank in (None, "full") and modes is None and not residuals:
         lam = _eigenvalues_by_cholesky(Cxx_np, Cxy_np)
         if lam is not None:
             return Spectrum(lam, None, None, None, method="whitened", rank=D, reason=reason, n_pairs=N,
                             residual_threshold=residual_threshold, options={"eps": eps, "path": "cholesky"})
-    s, U = np.linalg.eigh(Cxx_np)  # ascending
-    s, U = s[::-1], U[:, ::-1]
-    r = int((s > max(N, D) * np.finfo(np.float64).eps * max(s[0], 0.0)).sum())
-    s, U = s[:r], np.ascontiguousarray(U[:, :r])  # (r,), (D, r) numerical support of C_xx
-    w = 1.0 / np.sqrt(s + eps)  # (r,) diagonal of W_r in PCA coordinates
-    Wr = U * w  # (D, r): z = W_r^T (x - x̄)
+    wg = whitened_galerkin(Cxx_np, Cxy_np, None, N=N, D=D, eps=eps)
+    s, U, r, Wr = wg.s, wg.basis, wg.s.size, wg.basis * wg.scale
     if isinstance(rank, int):
         Wd = xp.like(Wr, X)
         Xw, Yw = (X - xbar) @ Wd, (Y - ybar) @ Wd  # (N, r) whitened snapshots
@@ -120,19 +151,16 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
 
         lift = lambda V: None if V is None else U @ V  # noqa: E731  PCA-whitened -> ZCA coordinates
         return replace(spec, modes=lift(spec.modes), eigenfunctions=lift(spec.eigenfunctions))
-    A = Wr.T @ Cxy_np @ Wr  # (r, r)
-    G = s * w**2  # (r,) = s / (s + ε)
-    op = (A / G[:, None]).T  # Ã = (G^-1 A)^T
     gal = None
     if residuals and held is None:
-        gal = Galerkin(np.diag(G), A, Wr.T @ xp.to_numpy(Cyy) @ Wr)
+        gal = Galerkin(np.diag(wg.G), wg.A, Wr.T @ xp.to_numpy(Cyy) @ Wr)
     elif residuals:
         Wd = xp.like(Wr, X)
         HX, HY = xp.to_numpy((held[0] - xbar) @ Wd), xp.to_numpy((held[1] - ybar) @ Wd)  # (M, r)
         m = HX.shape[0]
         gal = Galerkin(HX.T @ HX / m, HX.T @ HY / m, HY.T @ HY / m)
     z0 = Wr.T @ xp.to_numpy(X[0] - xbar)  # (r,)
-    return decompose(op, method="whitened", reason=reason, basis=U, z0=z0, gal=gal, modes=modes is not None,
+    return decompose(wg.operator, method="whitened", reason=reason, basis=U, z0=z0, gal=gal, modes=modes is not None,
                      rank=r, singular_values=np.sqrt(s * (N - 1)), n_pairs=N,
                      residual_split="in-sample" if held is None else "held-out",
                      residual_threshold=residual_threshold, options={"eps": eps, "path": "eigh"})

@@ -39,7 +39,7 @@ from koopscope.spectral.bootstrap import ConfidenceInterval, bootstrap_layers, k
 from koopscope.spectral.masses import mass_partition, near_unit_mass, spectral_radius
 from koopscope.store.provenance import created_at, library_versions, tool_version
 
-__all__ = ["BOOTSTRAP_METHOD", "array_sha256", "from_layers", "from_trajectory", "kernel_summary",
+__all__ = ["BOOTSTRAP_METHOD", "array_sha256", "from_layers", "from_trajectory", "kernel_summary", "spectrum_flags",
            "spectrum_features"]
 
 BOOTSTRAP_METHOD = ("percentile bootstrap over snapshot pairs (rows resampled with replacement, the kernel "
@@ -115,7 +115,7 @@ def _flag(code: str, severity: str, message: str, layer: int | None = None) -> d
     return flag
 
 
-def _spectrum_flags(spectrum: Spectrum, n_pairs: int, dim: int, layer: int | None = None) -> list[dict[str, Any]]:
+def spectrum_flags(spectrum: Spectrum, n_pairs: int, dim: int, layer: int | None = None) -> list[dict[str, Any]]:
     where = "" if layer is None else f"transition {layer}: "
     flags = []
     if n_pairs < 2 * dim:
@@ -226,7 +226,7 @@ def from_trajectory(spectrum: Spectrum, X: Any, Y: Any, *, name: str | None = No
              "near_unit_mass": lambda lams: near_unit_mass(lams[0])}
     intervals = bootstrap_layers([(spectrum, X, Y)], stats, n_boot=n_boot, level=level, seed=seed)
     Xk, _, _, _ = kernel_pairs(spectrum, X, Y)
-    flags = _spectrum_flags(spectrum, Xk.shape[0], Xk.shape[1])
+    flags = spectrum_flags(spectrum, Xk.shape[0], Xk.shape[1])
     flags += _bias_flag(intervals["spectral_radius"], Xk.shape[0], Xk.shape[1])
     if n_boot == 0:
         flags.append(_flag("no_interval", "warning", "no bootstrap replicates were drawn (n_boot=0), so the "
@@ -308,7 +308,7 @@ def from_layers(layers: Sequence[tuple[Spectrum, Any, Any]], *, name: str | None
     sections, all_flags = [], []
     for pos, ((spec, X, Y), index, extra) in enumerate(zip(fits, indices, extras, strict=True)):
         Xk, _, _, _ = kernel_pairs(spec, X, Y)
-        all_flags += _spectrum_flags(spec, Xk.shape[0], Xk.shape[1], layer=index)
+        all_flags += spectrum_flags(spec, Xk.shape[0], Xk.shape[1], layer=index)
         rho_ci = intervals.pop(f"layer_{pos}/spectral_radius")
         mass_ci = intervals.pop(f"layer_{pos}/near_unit_mass")
         all_flags += _bias_flag(rho_ci, Xk.shape[0], Xk.shape[1], layer=index)

@@ -6,5 +6,10 @@
 """
 
 from koopscope.gate.abstain import EXIT_CODES, MIN_PAIRS, AbstainGate, Decision
+from koopscope.gate.calibration import Calibrator, cross_validated_proba, read_runs
+from koopscope.gate.metrics import auroc, auroc_interval, expected_calibration_error, reliability_diagram
 
-__all__ = ["EXIT_CODES", "MIN_PAIRS", "AbstainGate", "Decision"]
+__all__ = [
+    "EXIT_CODES", "MIN_PAIRS", "AbstainGate", "Calibrator", "Decision", "auroc", "auroc_interval",
+    "cross_validated_proba", "expected_calibration_error", "read_runs", "reliability_diagram",
+]
