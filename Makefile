@@ -1,5 +1,5 @@
 # koopscope developer commands. Every target that needs Python first builds .venv (once).
-#   make demo   set up .venv and run the built-in demo
+#   make demo   set up .venv and profile the built-in demo model (koopscope profile demo)
 #   make test   set up .venv and run the test suite (2 workers)
 #   make bench  run the DMD benchmark against PyDMD
 #   make lint   ruff
@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.koopscope-installed
 .PHONY: help venv demo test bench lint clean
 
 help:
-	@echo "make demo   create .venv and run 'koopscope demo'"
+	@echo "make demo   create .venv and run 'koopscope profile demo'"
 	@echo "make test   create .venv and run the test suite"
 	@echo "make bench  run benchmarks/dmd_vs_pydmd.py"
 	@echo "make lint   ruff check src tests"
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/koopscope demo
+	$(BIN)/koopscope profile demo
 
 # pytest exits 5 when it collects no tests; that fails the target (and CI) like any other failure.
 test: $(STAMP)

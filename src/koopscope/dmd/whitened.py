@@ -80,17 +80,22 @@ class WhitenedGalerkin(NamedTuple):
     operator: np.ndarray  # (r, r) Ã
 
 
-def whitened_galerkin(Cxx: np.ndarray, Cxy: np.ndarray, Cyy: np.ndarray | None, *, N: int, D: int,
+def whitened_galerkin(Cxx: np.ndarray, Cxy: np.ndarray | None, Cyy: np.ndarray | None, *, N: int, D: int,
                       eps: float = WHITENING_EPS) -> WhitenedGalerkin:
-    """The whitened Galerkin matrices and operator from the covariances C_xx, C_xy (and C_yy) (D, D)."""
+    """The whitened Galerkin matrices and operator from the covariances C_xx, C_xy (and C_yy) (D, D).
+
+    Without C_xy only the whitening (``s``, ``basis``, ``scale``, ``G``) is computed; A and the operator are None.
+    """
     s, U = np.linalg.eigh(Cxx)  # ascending
     s, U = s[::-1], U[:, ::-1]
     r = int((s > max(N, D) * np.finfo(np.float64).eps * max(s[0], 0.0)).sum())
     s, U = s[:r], np.ascontiguousarray(U[:, :r])  # (r,), (D, r) numerical support of C_xx
     w = 1.0 / np.sqrt(s + eps)  # (r,) diagonal of W_r in PCA coordinates
     Wr = U * w  # (D, r): z = W_r^T (x - x̄)
-    A = Wr.T @ Cxy @ Wr  # (r, r)
     G = s * w**2  # (r,) = s / (s + ε)
+    if Cxy is None:
+        return WhitenedGalerkin(s, U, w, G, None, None, None)  # type: ignore[arg-type]
+    A = Wr.T @ Cxy @ Wr  # (r, r)
     L = None if Cyy is None else Wr.T @ Cyy @ Wr  # (r, r)
     return WhitenedGalerkin(s, U, w, G, A, L, (A / G[:, None]).T)
 
@@ -136,7 +141,7 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
         if lam is not None:
             return Spectrum(lam, None, None, None, method="whitened", rank=D, reason=reason, n_pairs=N,
                             residual_threshold=residual_threshold, options={"eps": eps, "path": "cholesky"})
-    wg = whitened_galerkin(Cxx_np, Cxy_np, None, N=N, D=D, eps=eps)
+    wg = whitened_galerkin(Cxx_np, None if isinstance(rank, int) else Cxy_np, None, N=N, D=D, eps=eps)
     s, U, r, Wr = wg.s, wg.basis, wg.s.size, wg.basis * wg.scale
     if isinstance(rank, int):
         Wd = xp.like(Wr, X)

@@ -78,13 +78,15 @@ class LayerProfile:
 
 def _full_rank(X: np.ndarray, Y: np.ndarray, eps: float, residual_threshold: float
                ) -> tuple[Spectrum, float | None, float | None, np.ndarray]:
+    """The spectrum in whitened PCA coordinates (modes and eigenfunctions there: every feature computed from them
+    is unitarily invariant, so the ZCA lift U · v is skipped), η_nl, the whitened update, and the operator."""
     N, D = X.shape
     _, _, Cxx, Cxy, Cyy = whitened_moments(X, Y, need_yy=True)  # (D, D) each
     wg = whitened_galerkin(Cxx, Cxy, Cyy, N=N, D=D, eps=eps)
     spec = decompose(wg.operator, method="whitened", reason="RKSP profile: full-rank whitened DMD",
-                     basis=wg.basis, gal=Galerkin(np.diag(wg.G), wg.A, wg.L), modes=True, rank=wg.s.size,
+                     gal=Galerkin(np.diag(wg.G), wg.A, wg.L), modes=True, rank=wg.s.size,
                      singular_values=np.sqrt(wg.s * (N - 1)), n_pairs=N, residual_threshold=residual_threshold,
-                     options={"eps": eps, "path": "eigh"})
+                     options={"eps": eps, "path": "eigh", "coordinates": "whitened PCA"})
     eta = nonlinearity_ratio(wg.G, wg.A, wg.L, wg.operator)
     return spec, eta, whitened_relative_update(wg.G, wg.A, wg.L), wg.operator
 
@@ -109,13 +111,15 @@ def layer_profile(X: np.ndarray, Y: np.ndarray, index: int, *, rank: int | None 
                         orientation="rows", reason=f"RKSP profile: rank-{rank} randomized whitened DMD")
         eta = update_w = None
         operator = _reduced_operator(spec)
+    V = np.asarray(spec.modes)  # (r, k) in whitened PCA coordinates (full rank) or (D, r) in ZCA (rank r)
     masses = mass_partition(spec.eigenvalues, bands)
     kept = spec.eigenvalues[~spec.spurious]
     norm_x = float(np.linalg.norm(X))
     return LayerProfile(
         index=index, spectrum=spec, **masses, spectral_radius=spec.spectral_radius,
-        kappa=biorthogonal_condition(np.asarray(spec.modes), np.conj(spec.eigenfunctions)),
-        kreiss=kreiss_constant(operator, max_dim=kreiss_dim), eta_nl=eta,
+        kappa=biorthogonal_condition(V, np.conj(spec.eigenfunctions)),
+        kreiss=kreiss_constant(operator, max_dim=kreiss_dim, eigenvalues=spec.eigenvalues,
+                               eigenvectors=V if rank is None else None), eta_nl=eta,
         relative_update=float(np.linalg.norm(Y - X)) / norm_x if norm_x > 0 else float("inf"),
         relative_update_whitened=update_w,
         filtered_near_unit_mass=mass_partition(kept, bands)["near_unit_mass"] if kept.size else None,

@@ -33,8 +33,8 @@ def nonlinearity_ratio(G: np.ndarray, A: np.ndarray, L: np.ndarray, operator: np
     >>> nonlinearity_ratio(G, A, L, np.eye(2))
     0.0
     """
-    Gm = np.diag(G)
-    fit_sq = float(np.trace(L) - 2.0 * np.real(np.trace(operator @ A)) + np.real(np.trace(operator @ Gm @ operator.T)))
+    # tr(Ã A) = Σ_ij Ã_ij A_ji and tr(Ã G Ãᵀ) = Σ_ij Ã_ij² G_j (G diagonal): O(r²), no product formed
+    fit_sq = float(np.trace(L) - 2.0 * np.sum(operator * A.T) + np.sum(operator**2 * G[None, :]))
     fit = np.sqrt(max(fit_sq, 0.0))
     eps = EPS_NL_RELATIVE * np.sqrt(max(float(np.trace(L)), 0.0))
     return float(fit / (np.sqrt(_update_sq(G, A, L)) + eps)) if fit > 0 else 0.0

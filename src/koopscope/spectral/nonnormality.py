@@ -96,9 +96,12 @@ def _restriction(A: np.ndarray, eigenvalues: np.ndarray, V: np.ndarray, k: int) 
     return Q.conj().T @ A @ Q  # (k, k)
 
 
-def kreiss_constant(A: np.ndarray, *, max_dim: int | None = None, n_angles: int = 64, n_radii: int = 24,
+def kreiss_constant(A: np.ndarray, *, max_dim: int | None = None, eigenvalues: np.ndarray | None = None,
+                    eigenvectors: np.ndarray | None = None, n_angles: int = 64, n_radii: int = 24,
                     n_starts: int = 3) -> float:
     """The Kreiss constant of the square operator ``A`` (inf when ρ(A) > 1); see the module docstring.
+
+    ``eigenvalues`` (d,) and right ``eigenvectors`` (d, d) of A, when already known, save its eigendecomposition.
 
     >>> kreiss_constant(np.diag([0.5, 0.9]))  # a normal contraction: 𝒦 = 1
     1.0
@@ -108,9 +111,10 @@ def kreiss_constant(A: np.ndarray, *, max_dim: int | None = None, n_angles: int 
     A = np.asarray(A)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         raise ValueError(f"kreiss_constant needs a non-empty square matrix, got shape {A.shape}.")
-    lam, V = np.linalg.eig(A)
+    lam = np.linalg.eigvals(A) if eigenvalues is None else np.asarray(eigenvalues)
     if np.abs(lam).max() > 1.0 + 1e-12:
         return float("inf")
+    V = np.linalg.eig(A)[1] if eigenvectors is None else np.asarray(eigenvectors)
     if max_dim is not None and max_dim < A.shape[0]:
         A = _restriction(A, lam, V, max_dim)
         lam = np.linalg.eigvals(A)
