@@ -21,9 +21,9 @@ import time
 from typing import Any
 
 import numpy as np
+from _environment import environment  # type: ignore[import-not-found]
 
 import koopscope as ks
-from _environment import environment  # type: ignore[import-not-found]
 from koopscope.spectral import bootstrap, spectral_radius
 
 A3 = np.array([[0.9, -0.2, 0.0], [0.2, 0.9, 0.0], [0.0, 0.0, 0.5]])

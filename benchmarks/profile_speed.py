@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _environment import environment  # type: ignore[import-not-found]
 
 import koopscope as ks
-from _environment import environment  # type: ignore[import-not-found]
 from koopscope.dmd.whitened import whitened_galerkin, whitened_moments
 
 
