@@ -53,3 +53,21 @@ def test_output_directory_must_exist(tmp_path, capsys) -> None:
     out = tmp_path / "missing" / "p.json"
     assert main(["profile", "demo", "--out", str(out)]) == 2
     assert "is in a directory that does not exist" in _error(capsys) and not out.parent.exists()
+
+
+def test_profile_with_a_calibration_reports_a_probability(tmp_path, capsys) -> None:
+    rows = [{"features": {"risk": r}, "hyperparameters": {"lr": lr}, "diverged": d}
+            for r, lr, d in [(0.1, 1e-4, False), (0.2, 3e-4, False), (0.3, 1e-3, False), (0.35, 3e-3, True),
+                             (0.4, 1e-2, True), (0.5, 3e-2, True), (0.25, 1e-2, True), (0.45, 1e-4, False)]]
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calibration = tmp_path / "calibration.json"
+    assert main(["calibrate", str(runs), "--out", str(calibration), "--method", "logistic", "--use-lr"]) == 0
+    capsys.readouterr()
+    argv = ["profile", "demo", "--tokens", "256", "--json", "--calibration", str(calibration)]
+    assert main([*argv, "--lr", "1e-4"]) == 0
+    low = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--lr", "3e-2"]) == 0
+    high = json.loads(capsys.readouterr().out)
+    assert low["calibrated"] and "probability of divergence (calibrated)" in low["verdict"]
+    assert 0.0 <= low["risk"] < high["risk"] <= 1.0  # the same spectrum is riskier at a larger learning rate
