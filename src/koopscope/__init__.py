@@ -49,20 +49,21 @@ __all__ = [
     "gate",
     "plot",
     "profile",
+    "shaping",
     "spectral",
     "store",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # Names whose modules need an optional extra (scikit-learn, matplotlib) load on first use, so
+    # Names whose modules need an optional extra (scikit-learn, matplotlib, torch) load on first use, so
     # `import koopscope` stays light; each module raises MissingDependencyError with the pip line.
     if name == "SpectralAuditor":
         from koopscope.auditor import SpectralAuditor
 
         return SpectralAuditor
-    if name == "plot":
+    if name in ("plot", "shaping"):  # shaping imports torch
         import importlib
 
-        return importlib.import_module("koopscope.plot")
+        return importlib.import_module(f"koopscope.{name}")
     raise AttributeError(f"module 'koopscope' has no attribute {name!r}")

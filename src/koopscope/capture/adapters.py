@@ -115,8 +115,8 @@ def _is_block_list(obj: Any) -> bool:
     return isinstance(obj, nn.ModuleList | nn.Sequential) and len(obj) > 0
 
 
-def _unrecognised(model: Any, why: str) -> ParameterError:
-    return ParameterError(f"capture cannot find the block list of {type(model).__name__} ({why}); pass blocks= with "
+def _unrecognised(model: Any, why: str, caller: str) -> ParameterError:
+    return ParameterError(f"{caller} cannot find the block list of {type(model).__name__} ({why}); pass blocks= with "
                           "the nn.ModuleList of its blocks or its dotted path, e.g. blocks='model.layers'.")
 
 
@@ -130,12 +130,12 @@ def _build(model: Any, block_list: Any, path: str, adapter: str, final_norm: str
     )
 
 
-def _from_override(model: Any, blocks: Any) -> BlockList:
+def _from_override(model: Any, blocks: Any, caller: str) -> BlockList:
     if isinstance(blocks, str):
         try:
             block_list = model.get_submodule(blocks)
         except AttributeError:
-            raise ParameterError(f"The 'blocks' parameter of capture is {blocks!r}, which is not a submodule of "
+            raise ParameterError(f"The 'blocks' parameter of {caller} is {blocks!r}, which is not a submodule of "
                                  f"{type(model).__name__}; pass the dotted path of its block list as printed by "
                                  "print(model), e.g. 'transformer.h'.") from None
         path = blocks
@@ -143,10 +143,10 @@ def _from_override(model: Any, blocks: Any) -> BlockList:
         block_list = blocks
         path = _name_of(model, blocks) if _is_block_list(blocks) else None
         if _is_block_list(blocks) and path is None:
-            raise ParameterError(f"The 'blocks' parameter of capture is a {type(blocks).__name__} that is not part of "
+            raise ParameterError(f"The 'blocks' parameter of {caller} is a {type(blocks).__name__} that is not part of "
                                  f"{type(model).__name__}; pass the block list of this model or its dotted path.")
     if not _is_block_list(block_list):
-        raise ParameterError(f"The 'blocks' parameter of capture must be a non-empty nn.ModuleList or nn.Sequential "
+        raise ParameterError(f"The 'blocks' parameter of {caller} must be a non-empty nn.ModuleList or nn.Sequential "
                              f"of the model, or its dotted path; got {type(block_list).__name__}.")
     table = _from_table(model)
     if table is not None and table.blocks == tuple(block_list):  # the table's own blocks: keep its settings (RWKV)
@@ -179,25 +179,28 @@ def _from_table(model: Any) -> BlockList | None:
     return None
 
 
-def _fallback(model: Any) -> BlockList:
+def _fallback(model: Any, caller: str) -> BlockList:
     n = _configured_layers(model)
     if n is None:
         raise _unrecognised(model, f"model_type {_model_type(model)!r} is not in the adapter table and its config "
-                                   "gives no number of layers")
+                                   "gives no number of layers", caller)
     nn = require_torch("capture").nn
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n:
             return _build(model, module, name, "fallback")
     raise _unrecognised(model, f"model_type {_model_type(model)!r} is not in the adapter table and no nn.ModuleList "
-                               f"has the configured {n} layers")
+                               f"has the configured {n} layers", caller)
 
 
-def resolve_blocks(model: Any, blocks: Any = None) -> BlockList:
-    """The blocks of ``model``: from ``blocks=``, the adapter table, or the fallback (see the module docstring)."""
+def resolve_blocks(model: Any, blocks: Any = None, caller: str = "capture") -> BlockList:
+    """The blocks of ``model``: from ``blocks=``, the adapter table, or the fallback (see the module docstring).
+
+    ``caller`` is the function named in the error messages.
+    """
     nn = require_torch("capture").nn
     if not isinstance(model, nn.Module):
-        raise ParameterError(f"The 'model' parameter of capture must be a torch.nn.Module; got "
+        raise ParameterError(f"The 'model' parameter of {caller} must be a torch.nn.Module; got "
                              f"{type(model).__name__}: load it first, e.g. AutoModel.from_pretrained(path).")
     if blocks is not None:
-        return _from_override(model, blocks)
-    return _from_table(model) or _fallback(model)
+        return _from_override(model, blocks, caller)
+    return _from_table(model) or _fallback(model, caller)

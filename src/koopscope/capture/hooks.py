@@ -17,11 +17,31 @@ from koopscope.capture._deps import require_torch
 from koopscope.capture.adapters import BlockList
 from koopscope.errors import CaptureError
 
-__all__ = ["Recorder", "StopForward"]
+__all__ = ["Recorder", "StopForward", "block_input", "block_output"]
 
 
 class StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by a hook once the last needed state is read, to skip the rest of the forward pass."""
+
+
+def block_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The hidden-state tensor a block was called with (first positional argument or a known keyword), or None."""
+    torch = require_torch("capture")
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    for key in ("hidden_states", "hidden", "x", "input"):
+        if isinstance(kwargs.get(key), torch.Tensor):
+            return kwargs[key]
+    return None
+
+
+def block_output(output: Any) -> Any:
+    """The hidden state a block returned: the output itself, element 0 of a tuple, or of a ModelOutput."""
+    if isinstance(output, tuple | list):
+        return output[0] if output else None
+    if hasattr(output, "to_tuple"):  # a transformers ModelOutput
+        return output.to_tuple()[0]
+    return output
 
 
 def _first_line(err: BaseException) -> str:
@@ -104,22 +124,15 @@ class Recorder:
         return hook
 
     def _hidden_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        torch = require_torch("capture")
-        if args and isinstance(args[0], torch.Tensor):
-            return args[0]
-        for key in ("hidden_states", "hidden", "x", "input"):
-            if isinstance(kwargs.get(key), torch.Tensor):
-                return kwargs[key]
+        hidden = block_input(args, kwargs)
+        if hidden is not None:
+            return hidden
         raise CaptureError(f"Block 0 ({self._name(0)}) was called without a hidden-state tensor as its first argument "
                            "or as hidden_states=; capture cannot read state 0: pass blocks= with the list of blocks "
                            "that take the residual stream.")
 
     def _hidden_output(self, i: int, output: Any) -> Any:
-        if isinstance(output, tuple | list):
-            output = output[0] if output else None
-        elif hasattr(output, "to_tuple"):  # a transformers ModelOutput
-            output = output.to_tuple()[0]
-        return output
+        return block_output(output)
 
     def _record(self, state: int, hidden: Any, scale: float) -> None:
         torch = require_torch("capture")

@@ -26,9 +26,10 @@ __all__ = ["Galerkin", "galerkin", "holdout_split", "residuals", "pseudospectrum
 
 
 class Galerkin(NamedTuple):
-    """The three Galerkin matrices of a dictionary on snapshot pairs, each (n, n)."""
+    """The three Galerkin matrices of a dictionary on snapshot pairs, each (n, n); G may be given as its
+    diagonal (n,) when the dictionary is orthogonal on the data (whitened coordinates)."""
 
-    G: np.ndarray  # Ψ_X^H Ψ_X / M
+    G: np.ndarray  # Ψ_X^H Ψ_X / M, or its diagonal
     A: np.ndarray  # Ψ_X^H Ψ_Y / M
     L: np.ndarray  # Ψ_Y^H Ψ_Y / M
 
@@ -47,7 +48,8 @@ def residuals(eigenvalues: np.ndarray, coefficients: np.ndarray, gal: Galerkin) 
     """
     lam = np.asarray(eigenvalues, dtype=np.complex128)  # (k,)
     g = np.asarray(coefficients, dtype=np.complex128)    # (n, k)
-    Gg, Ag, Lg = (real_matmul(M, g) if not np.iscomplexobj(M) else M @ g for M in gal)  # (n, k) each
+    Gg, Ag, Lg = (M[:, None] * g if M.ndim == 1 else real_matmul(M, g) if not np.iscomplexobj(M) else M @ g
+                  for M in gal)  # (n, k) each
     gGg = np.einsum("ik,ik->k", g.conj(), Gg).real       # (k,)
     gAg = np.einsum("ik,ik->k", g.conj(), Ag)            # (k,)  g^H A g
     gLg = np.einsum("ik,ik->k", g.conj(), Lg).real       # (k,)

@@ -84,7 +84,7 @@ def _full_rank(X: np.ndarray, Y: np.ndarray, eps: float, residual_threshold: flo
     _, _, Cxx, Cxy, Cyy = whitened_moments(X, Y, need_yy=True)  # (D, D) each
     wg = whitened_galerkin(Cxx, Cxy, Cyy, N=N, D=D, eps=eps)
     spec = decompose(wg.operator, method="whitened", reason="RKSP profile: full-rank whitened DMD",
-                     gal=Galerkin(np.diag(wg.G), wg.A, wg.L), modes=True, rank=wg.s.size,
+                     gal=Galerkin(wg.G, wg.A, wg.L), modes=True, rank=wg.s.size,
                      singular_values=np.sqrt(wg.s * (N - 1)), n_pairs=N, residual_threshold=residual_threshold,
                      options={"eps": eps, "path": "eigh", "coordinates": "whitened PCA"})
     eta = nonlinearity_ratio(wg.G, wg.A, wg.L, wg.operator)
