@@ -37,14 +37,15 @@ WHITENING_EPS = 1e-5  # RKSP App. D: Σ̂ = (1/(N-1)) X_c X_c^T + ε I with ε =
 CHOLESKY_FLOOR = 1e-10  # smallest s_min / s_max for which the eigenvalue-only Cholesky path is used
 
 
-def whitened_moments(X: Array, Y: Array, need_yy: bool) -> tuple[Array, Array, Array, Array, Array | None]:
-    """x̄, ȳ (D,) and the covariances C_xx, C_xy, C_yy (D, D) (divided by N - 1; C_yy None unless asked for)."""
+def whitened_moments(X: Array, Y: Array, need_yy: bool, need_xy: bool = True
+                     ) -> tuple[Array, Array, Array, Array | None, Array | None]:
+    """x̄, ȳ (D,) and the covariances C_xx, C_xy, C_yy (D, D) (divided by N - 1; C_xy, C_yy None unless needed)."""
     xp = backend_of(X)
     xbar, ybar = xp.mean0(X), xp.mean0(Y)  # (D,)
     Xc, Yc = X - xbar, Y - ybar  # (N, D)
     n = X.shape[0] - 1
     Cxx = (Xc.T @ Xc) / n  # (D, D)
-    Cxy = (Xc.T @ Yc) / n  # (D, D)
+    Cxy = (Xc.T @ Yc) / n if need_xy else None  # (D, D)
     Cyy = (Yc.T @ Yc) / n if need_yy else None  # (D, D)
     return xbar, ybar, Cxx, Cxy, Cyy
 
@@ -134,14 +135,15 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
         X, Y, *held = holdout_split(X, Y, holdout, seed)
     xp = backend_of(X)
     N, D = X.shape
-    xbar, ybar, Cxx, Cxy, Cyy = whitened_moments(X, Y, need_yy=residuals and held is None)
-    Cxx_np, Cxy_np = xp.to_numpy(Cxx), xp.to_numpy(Cxy)
+    full = not isinstance(rank, int)  # rank r whitens the snapshots and fits them: C_xy, C_yy are not needed
+    xbar, ybar, Cxx, Cxy, Cyy = whitened_moments(X, Y, need_yy=full and residuals and held is None, need_xy=full)
+    Cxx_np, Cxy_np = xp.to_numpy(Cxx), None if Cxy is None else xp.to_numpy(Cxy)
     if rank in (None, "full") and modes is None and not residuals:
         lam = _eigenvalues_by_cholesky(Cxx_np, Cxy_np)
         if lam is not None:
             return Spectrum(lam, None, None, None, method="whitened", rank=D, reason=reason, n_pairs=N,
                             residual_threshold=residual_threshold, options={"eps": eps, "path": "cholesky"})
-    wg = whitened_galerkin(Cxx_np, None if isinstance(rank, int) else Cxy_np, None, N=N, D=D, eps=eps)
+    wg = whitened_galerkin(Cxx_np, Cxy_np, None, N=N, D=D, eps=eps)
     s, U, r, Wr = wg.s, wg.basis, wg.s.size, wg.basis * wg.scale
     if isinstance(rank, int):
         Wd = xp.like(Wr, X)
