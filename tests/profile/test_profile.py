@@ -203,3 +203,18 @@ def test_bad_arguments(states, kwargs, error, match) -> None:
 def test_a_model_without_inputs() -> None:
     with pytest.raises(ParameterError, match="inputs=None passed to profile with a model"):
         ks.profile(tiny_gpt2())
+
+
+def test_whitened_sketch_at_full_width_equals_full_rank_whitened_dmd() -> None:
+    from koopscope.dmd.whitened import whitened_sketch
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((500, 12)) @ rng.standard_normal((12, 12))  # correlated states
+    A = rng.standard_normal((12, 12)) / 4
+    Y = X @ A.T + 0.01 * rng.standard_normal((500, 12))
+    full = ks.dmd.whitened(X, Y)
+    sketch = whitened_sketch(X, Y, rank=12)  # the range finder spans every direction: exact up to rounding
+    np.testing.assert_allclose(_sorted(sketch.eigenvalues), _sorted(full.eigenvalues), atol=1e-9)
+    np.testing.assert_allclose(np.sort(sketch.residuals), np.sort(full.residuals), atol=1e-8)
+    low = whitened_sketch(X, Y, rank=6, seed=1)
+    assert low.eigenvalues.size == 6 and low.options["path"] == "cholesky-sketch"

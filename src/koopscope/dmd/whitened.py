@@ -31,7 +31,8 @@ from koopscope.dmd.exact import check_common, fit_projected
 from koopscope.dmd.resdmd import Galerkin, holdout_split
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
 
-__all__ = ["WHITENING_EPS", "WhitenedGalerkin", "whitened", "whitened_galerkin", "whitened_moments"]
+__all__ = ["WHITENING_EPS", "WhitenedGalerkin", "whitened", "whitened_galerkin", "whitened_moments",
+           "whitened_sketch"]
 
 WHITENING_EPS = 1e-5  # RKSP App. D: Σ̂ = (1/(N-1)) X_c X_c^T + ε I with ε = 1e-5
 CHOLESKY_FLOOR = 1e-10  # smallest s_min / s_max for which the eigenvalue-only Cholesky path is used
@@ -171,3 +172,47 @@ def whitened(X: Array, Y: Array | None = None, *, rank: int | str | None = None,
                      rank=r, singular_values=np.sqrt(s * (N - 1)), n_pairs=N,
                      residual_split="in-sample" if held is None else "held-out",
                      residual_threshold=residual_threshold, options={"eps": eps, "path": "eigh"})
+
+
+def whitened_sketch(X: np.ndarray, Y: np.ndarray, *, rank: int, eps: float = WHITENING_EPS, seed: int = 0,
+                    oversampling: int = 10, power_iterations: int = 2,
+                    residual_threshold: float = RESIDUAL_THRESHOLD,
+                    reason: str = "rank-r whitened DMD by Cholesky whitening and a randomized sketch") -> Spectrum:
+    """Rank-r whitened DMD of pairs X, Y (N, D) in O(N·D·r + D³/3), with no D × D eigendecomposition.
+
+    Any two whitenings differ by an orthogonal matrix (Kessy et al. 2018), so whitening by the Cholesky factor C of
+    Σ = C_xx + εI (z = C⁻¹(x − x̄)) instead of Σ^{-1/2} changes no eigenvalue, residual, norm or κ(V). The
+    whitened snapshots X̃ = X_c C⁻ᵀ are never formed: the randomized range finder (``oversampling``,
+    ``power_iterations``, seeded) applies them through triangular solves, the r leading POD directions V (D, r)
+    give coordinates Z_x = X̃ V, Z_y = Ỹ V (N, r), and the operator is the least-squares Ã = (Z_xᵀZ_x)⁻¹ Z_xᵀZ_y
+    transposed, with the ResDMD residuals of its eigenpairs from the same Galerkin matrices. Modes and
+    eigenfunctions are in those r POD coordinates (``options["coordinates"]``), which is what unitarily invariant
+    features need; use :func:`whitened` for modes in ZCA coordinates. Numpy input only.
+    """
+    from scipy.linalg import solve_triangular
+
+    N, D = X.shape
+    r = min(int(rank), N - 1, D)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)  # (N, D)
+    C = np.linalg.cholesky(Xc.T @ Xc / (N - 1) + eps * np.eye(D))  # (D, D) lower, C Cᵀ = Σ
+
+    def inv_c(M: np.ndarray) -> np.ndarray:  # C⁻¹ M
+        return solve_triangular(C, M, lower=True, check_finite=False)
+
+    def inv_ct(M: np.ndarray) -> np.ndarray:  # C⁻ᵀ M
+        return solve_triangular(C, M, lower=True, trans="T", check_finite=False)
+
+    width = min(r + oversampling, D, N)
+    omega = np.random.default_rng(seed).standard_normal((N, width))  # (N, l)
+    Qb = np.linalg.qr(inv_c(Xc.T @ omega))[0]  # (D, l) range of X̃ᵀ
+    for _ in range(power_iterations):
+        Qb = np.linalg.qr(inv_c(Xc.T @ np.linalg.qr(Xc @ inv_ct(Qb))[0]))[0]
+    _, s, Vh = np.linalg.svd(Xc @ inv_ct(Qb), full_matrices=False)  # (l,), (l, l)
+    P = inv_ct(Qb @ Vh[:r].T)  # (D, r) = C⁻ᵀ V: maps centred states to the r POD coordinates
+    Zx, Zy = Xc @ P, Yc @ P  # (N, r)
+    n = N - 1
+    G, A, L = Zx.T @ Zx / n, Zx.T @ Zy / n, Zy.T @ Zy / n  # (r, r) each
+    operator = np.linalg.solve(G, A).T  # (r, r): z_y ≈ Ã z_x
+    return decompose(operator, method="whitened", reason=reason, gal=Galerkin(G, A, L), modes=True, rank=r,
+                     singular_values=s, n_pairs=N, residual_threshold=residual_threshold,
+                     options={"eps": eps, "path": "cholesky-sketch", "coordinates": "POD of the whitened snapshots"})

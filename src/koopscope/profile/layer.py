@@ -5,7 +5,8 @@ Full rank (the default): the moments of the pairs give the whitened Galerkin mat
 (:func:`koopscope.dmd.spectrum.decompose`, left and right eigenvectors, in-sample ResDMD residuals). From that
 single decomposition come the eigenvalues, the masses, ρ, κ(V) (from the bi-orthogonal eigenvectors), the Kreiss
 constant (:mod:`koopscope.spectral.nonnormality`), η_nl and the whitened relative update
-(:mod:`koopscope.spectral.nonlinearity`). Rank r: ``koopscope.dmd.whitened(rank=r)`` (randomized), with η_nl
+(:mod:`koopscope.spectral.nonlinearity`). Rank r: :func:`koopscope.dmd.whitened.whitened_sketch` (Cholesky
+whitening and a randomized POD, O(N·D·r + D³/3)), with η_nl
 and the whitened update not computed (they need the full-rank moments that rank r exists to avoid).
 
 The raw relative update is ‖Y − X‖_F / ‖X‖_F over the N sampled tokens (uncentred states, as the residual
@@ -22,7 +23,7 @@ import numpy as np
 
 from koopscope.dmd.resdmd import Galerkin
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD, Spectrum, decompose
-from koopscope.dmd.whitened import WHITENING_EPS, whitened, whitened_galerkin, whitened_moments
+from koopscope.dmd.whitened import WHITENING_EPS, whitened_galerkin, whitened_moments, whitened_sketch
 from koopscope.spectral.masses import SpectralBands, mass_partition
 from koopscope.spectral.nonlinearity import nonlinearity_ratio, whitened_relative_update
 from koopscope.spectral.nonnormality import biorthogonal_condition, kreiss_constant
@@ -91,13 +92,6 @@ def _full_rank(X: np.ndarray, Y: np.ndarray, eps: float, residual_threshold: flo
     return spec, eta, whitened_relative_update(wg.G, wg.A, wg.L), wg.operator
 
 
-def _reduced_operator(spec: Spectrum) -> np.ndarray:
-    """The rank-r operator restricted to the span of its modes: Qᴴ V Λ V⁺ Q (r, r), Q an orthonormal basis."""
-    V = np.asarray(spec.modes)  # (D, r)
-    Q, R = np.linalg.qr(V)  # V = Q R
-    return R @ np.diag(spec.eigenvalues) @ np.linalg.pinv(R)  # (r, r) in the basis Q
-
-
 def layer_profile(X: np.ndarray, Y: np.ndarray, index: int, *, rank: int | None = None, eps: float = WHITENING_EPS,
                   bands: SpectralBands | None = None, residual_threshold: float = RESIDUAL_THRESHOLD,
                   kreiss_dim: int = 16, seed: int = 0) -> LayerProfile:
@@ -107,19 +101,20 @@ def layer_profile(X: np.ndarray, Y: np.ndarray, index: int, *, rank: int | None 
     if rank is None:
         spec, eta, update_w, operator = _full_rank(X, Y, eps, residual_threshold)
     else:
-        spec = whitened(X, Y, rank=rank, eps=eps, residual_threshold=residual_threshold, seed=seed,
-                        orientation="rows", reason=f"RKSP profile: rank-{rank} randomized whitened DMD")
+        spec = whitened_sketch(X, Y, rank=rank, eps=eps, residual_threshold=residual_threshold, seed=seed,
+                               reason=f"RKSP profile: rank-{rank} randomized whitened DMD")
         eta = update_w = None
-        operator = _reduced_operator(spec)
-    V = np.asarray(spec.modes)  # (r, k) in whitened PCA coordinates (full rank) or (D, r) in ZCA (rank r)
+    V = np.asarray(spec.modes)  # (k, k) right eigenvectors in the operator's own (orthonormal) coordinates
+    if rank is not None:  # the r × r operator from its eigendecomposition (r is small)
+        operator = V @ np.diag(spec.eigenvalues) @ np.linalg.pinv(V)
     masses = mass_partition(spec.eigenvalues, bands)
     kept = spec.eigenvalues[~spec.spurious]
     norm_x = float(np.linalg.norm(X))
     return LayerProfile(
         index=index, spectrum=spec, **masses, spectral_radius=spec.spectral_radius,
         kappa=biorthogonal_condition(V, np.conj(spec.eigenfunctions)),
-        kreiss=kreiss_constant(operator, max_dim=kreiss_dim, eigenvalues=spec.eigenvalues,
-                               eigenvectors=V if rank is None else None), eta_nl=eta,
+        kreiss=kreiss_constant(operator, max_dim=kreiss_dim, eigenvalues=spec.eigenvalues, eigenvectors=V),
+        eta_nl=eta,
         relative_update=float(np.linalg.norm(Y - X)) / norm_x if norm_x > 0 else float("inf"),
         relative_update_whitened=update_w,
         filtered_near_unit_mass=mass_partition(kept, bands)["near_unit_mass"] if kept.size else None,
