@@ -36,7 +36,7 @@ def _runs(path) -> list[dict]:
 
 def test_one_complete_row_per_run_and_a_timing_row(runs_file) -> None:
     rows = _runs(runs_file)
-    assert len(rows) == 4 * 2 + 2 * 2  # regime: 4 methods x 2 lrs; maxlr on Pre-LN: 2 methods x 2 lrs
+    assert len(rows) == 4 * 2 + 3 * 2  # regime: 4 methods x 2 lrs; maxlr on Pre-LN: 3 methods x 2 lrs
     for row in rows:
         assert row["steps_run"] == len(row["curves"]["loss"]) == len(row["curves"]["step_ms"])
         assert row["m_near_unit_init"] is None or 0.0 <= row["m_near_unit_init"] <= 1.0
@@ -75,6 +75,7 @@ def test_tables_end_to_end(runs_file, tmp_path) -> None:
     assert all(e["n"] == 2 and e["n_diverged"] == 1 for e in control.values())  # lr 30 diverges, 1e-3 does not
     assert control["kss0.15"]["reduction"] == 1.0 and control["kss0.15"]["overhead_cycle"] is not None
     maxlr = {e["norm"]: e for e in result["maxlr"]}
+    assert set(maxlr["pre_ln"]["methods"]) == {"none", "kss0.15", "kss0.15-taskrule"}
     assert maxlr["pre_ln"]["methods"]["none"]["largest_stable"] == 1e-3
     assert maxlr["pre_ln"]["increase"] == 0.0
     met = {(t["method"], t["target"]): t["met"] for t in result["targets"]}
@@ -102,12 +103,22 @@ def test_clipping_and_kss_change_the_trajectory() -> None:
         assert curves[method][0] == curves["none"][0] and curves[method][1:] != curves["none"][1:]
 
 
+def test_task_rule_reads_the_task_gradient_and_trains_the_same(runs_file) -> None:
+    rows = {r["method"]: r for r in _runs(runs_file) if r["norm"] == "pre_ln" and r["lr"] == 1e-3}
+    plain, task_rule, none = rows["kss0.15"], rows["kss0.15-taskrule"], rows["none"]
+    assert task_rule["curves"]["loss"] == pytest.approx(plain["curves"]["loss"], rel=1e-4)  # same optimiser input
+    # Step 0 is shaped: the task-rule run logs the task gradient (as without KSS), the other task + penalty.
+    assert task_rule["curves"]["grad_norm"][0] == pytest.approx(none["curves"]["grad_norm"][0], rel=1e-3)
+    assert plain["curves"]["grad_norm"][0] != pytest.approx(none["curves"]["grad_norm"][0], rel=1e-3)
+
+
 def test_largest_stable_and_method_names() -> None:
     grid = [(1e-3, 0, 3), (2e-3, 0, 3), (3e-3, 1, 3), (5e-3, 0, 3), (1e-2, 3, 3)]
     assert analyze.largest_stable(grid) == (2e-3, 5e-3)  # stable prefix, and stable anywhere
     assert analyze.largest_stable([(1e-3, 1, 3)]) == (None, None)
     m = run.parse_method("kss0.2-every5-frac1")
-    assert (m.kind, m.alpha, m.every, m.layer_fraction) == ("kss", 0.2, 5, 1.0)
+    assert (m.kind, m.alpha, m.every, m.layer_fraction, m.task_rule) == ("kss", 0.2, 5, 1.0, False)
+    assert run.parse_method("kss0.15-taskrule").task_rule
     assert run.parse_method("clip1.0").clip == 1.0 and run.parse_method("none").kind == "none"
     with pytest.raises(ValueError, match="unknown method"):
         run.parse_method("sam0.05")

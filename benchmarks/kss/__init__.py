@@ -1,0 +1,1 @@
+"""KSS against no control and gradient clipping on the divergence sweep's models and task (issue 6)."""
