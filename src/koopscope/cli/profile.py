@@ -11,7 +11,6 @@ table, the trust flags and the verdict, and writes the fingerprint (and the HTML
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 from koopscope.cli._common import EXIT_OK, bounded, check_output_path, emit, emit_json, progress
@@ -114,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"model": source["model_id"], "risk": prof.risk, "calibrated": prof.calibrated,
                    "trusted": prof.trusted, "verdict": prof.verdict,
-                   "summary": json.loads(json.dumps(prof.summary, allow_nan=False)),
+                   "summary": prof.summary,
                    "layers": [{"index": lp.index, **lp.features} for lp in prof.layers],
                    "flags": prof.flags, "written": written})
         return EXIT_OK
