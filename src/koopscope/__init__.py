@@ -49,6 +49,7 @@ __all__ = [
     "gate",
     "plot",
     "profile",
+    "rmt",
     "shaping",
     "spectral",
     "store",
@@ -62,7 +63,7 @@ def __getattr__(name: str) -> Any:
         from koopscope.auditor import SpectralAuditor
 
         return SpectralAuditor
-    if name in ("plot", "shaping"):  # shaping imports torch
+    if name in ("plot", "rmt", "shaping"):  # rmt and shaping import torch
         import importlib
 
         return importlib.import_module(f"koopscope.{name}")

@@ -25,14 +25,14 @@ import traceback
 from collections.abc import Sequence
 
 from koopscope import __version__
-from koopscope.cli import audit, calibrate, demo, extract, gate, profile, report, upload
+from koopscope.cli import audit, calibrate, demo, extract, gate, profile, report, rmt, upload
 from koopscope.cli._common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError
 from koopscope.errors import KoopscopeError
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 #: The command modules, in the order ``koopscope --help`` lists them.
-COMMANDS = (demo, extract, profile, audit, gate, calibrate, report, upload)
+COMMANDS = (demo, extract, profile, audit, gate, calibrate, rmt, report, upload)
 
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell convention
 EXIT_BROKEN_PIPE = 141  # stdout closed by its reader, e.g. `koopscope demo | head` (128 + SIGPIPE)
