@@ -87,3 +87,20 @@ def test_correct_writes_a_model_that_passes(checkpoints, tmp_path, capsys) -> No
 def test_bad_input_exits_2_with_one_sentence(argv, words, capsys) -> None:
     assert main(argv) == 2
     assert words in _error(capsys)
+
+
+def test_weights_section_joins_a_fingerprint_and_its_report(checkpoints, tmp_path, capsys) -> None:
+    from koopscope.fingerprint import KoopmanFingerprint
+
+    base, damaged = checkpoints
+    fp, html = tmp_path / "profile.json", tmp_path / "report.html"
+    assert main(["profile", "demo", "--tokens", "256", "--n-boot", "5", "--out", str(fp)]) == 0
+    assert main(["rmt", str(damaged), "--baseline", str(base), "--fingerprint", str(fp), "--html", str(html)]) == 1
+    weights = KoopmanFingerprint.from_json(fp).document["weights"]  # validated against the schema on read
+    assert weights["verdict"] == "flagged" and weights["mode"] == "check" and len(weights["matrices"]) == 24
+    flagged = [m["name"] for m in weights["matrices"] if m.get("flagged")]
+    assert flagged == ["transformer.h.1.mlp.c_fc.weight"]
+    page = html.read_text(encoding="utf-8")
+    assert 'data-table="weights"' in page and 'class="flagged"' in page
+    assert main(["rmt", "tiny-gpt2", "--html", str(html)]) == 2
+    assert "--html renders the fingerprint" in _error(capsys)

@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clip the outlying singular values of flagged matrices (needs --out-model)")
     parser.add_argument("--out-model", default=None, metavar="DIR", help="where --correct writes the corrected model")
     parser.add_argument("--out", default=None, metavar="RMT.json", help="write the report as JSON")
+    parser.add_argument("--fingerprint", default=None, metavar="FP.json",
+                        help="add the result as the 'weights' section of this KoopmanFingerprint (rewritten in place)")
+    parser.add_argument("--html", default=None, metavar="REPORT.html",
+                        help="with --fingerprint: write its HTML report, weight spectra included")
     parser.add_argument("--seed", type=bounded(int, 0), default=0, help="seed of the Lanczos start vectors")
     parser.add_argument("--all", action="store_true", help=f"print every matrix (default: the first {TABLE_ROWS})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -61,6 +65,9 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ParameterError("--correct needs --out-model DIR to write the corrected model to; add it.")
     if args.out_model is not None and not args.correct:
         raise ParameterError("--out-model is only written by --correct; add --correct or drop --out-model.")
+    if args.html is not None and args.fingerprint is None:
+        raise ParameterError("--html renders the fingerprint given by --fingerprint FP.json; add it (e.g. a profile "
+                             "written by koopscope profile --out).")
     if args.correct and args.baseline is None and args.quantize is None:
         raise ParameterError("--correct needs an edit to correct; give --baseline MODEL or --quantize.")
 
@@ -99,12 +106,14 @@ def run(args: argparse.Namespace) -> int:
 
     _check_options(args)
     out = None if args.out is None else check_output_path(args.out, "--out")
+    fingerprint = None if args.fingerprint is None else _read_fingerprint(args.fingerprint)
+    html = None if args.html is None else check_output_path(args.html, "--html")
     guard = RMTGuard(args.policy, embeddings=args.embeddings, seed=args.seed)
     loaded = _load(args.model)
     if args.baseline is None and args.quantize is None:
         progress("rmt: reading every weight matrix")
         report = read_model(loaded.model, embeddings=args.embeddings, esd=args.esd, seed=args.seed, name=args.model)
-        return _finish(report, None, out, args)
+        return _finish(report, None, out, args, fingerprint, html)
     if args.quantize is not None:
         baseline_model, edited = loaded.model, copy.deepcopy(loaded.model)
         progress(f"rmt: quantising {args.model} ({args.quantize}, "
@@ -124,12 +133,27 @@ def run(args: argparse.Namespace) -> int:
         corrected = guard.correct(edited_loaded.model, report, name=edited_name) if report.flagged_matrices else None
         progress(f"rmt: writing the corrected model to {args.out_model}")
         _save_atomically(edited_loaded, args.out_model)
-    return _finish(report, corrected, out, args)
+    return _finish(report, corrected, out, args, fingerprint, html)
 
 
-def _finish(report: Any, corrected: Any, out: Path | None, args: argparse.Namespace) -> int:
+def _read_fingerprint(path: str) -> Any:
+    from koopscope.fingerprint import KoopmanFingerprint
+
+    check_output_path(path, "--fingerprint")
+    return KoopmanFingerprint.from_json(path)
+
+
+def _finish(report: Any, corrected: Any, out: Path | None, args: argparse.Namespace, fingerprint: Any,
+            html: Path | None) -> int:
     final = report if corrected is None else corrected.with_corrected(corrected.corrected)
     written = [] if out is None else [str(final.to_json(out) if corrected is None else _merged(report, final, out))]
+    if fingerprint is not None:
+        section = (report if corrected is None else report.with_corrected(corrected.corrected)).fingerprint_section()
+        fingerprint = fingerprint.with_weights(section)
+        fingerprint.to_json(args.fingerprint)
+        written.append(args.fingerprint)
+        if html is not None:
+            written.append(str(fingerprint.to_html(html)))
     if args.json:
         emit_json({"before": report.summary(), "after": None if corrected is None else corrected.summary(),
                    "written": written})

@@ -91,6 +91,10 @@ class KoopmanFingerprint:
         """A copy with the ``gate`` section (a decision's ``as_dict()``) set."""
         return KoopmanFingerprint({**self.document, "gate": gate})
 
+    def with_weights(self, weights: dict[str, Any]) -> KoopmanFingerprint:
+        """A copy with the ``weights`` section set: ``koopscope.rmt.RMTReport.fingerprint_section()``."""
+        return KoopmanFingerprint({**self.document, "weights": weights})
+
     # -- reading ---------------------------------------------------------------------------------------------
     @property
     def document(self) -> dict[str, Any]:

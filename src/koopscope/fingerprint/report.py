@@ -361,6 +361,28 @@ def _gate(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
             "chart": chart}
 
 
+def _weights(weights: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The weight-spectrum section: verdict, one line of summary, one row per matrix (flagged first)."""
+    if weights is None:
+        return None
+    summary = weights["summary"]
+    check = weights["mode"] == "check"
+    rows = [{"name": m["name"], "family": m["family"], "shape": "×".join(str(d) for d in m["shape"]),
+             "sigma_max": format_number(m.get("sigma_max")), "spikes": _text(m.get("spikes")),
+             "stable_rank": format_number(m.get("stable_rank")), "alpha": format_number(m.get("alpha")),
+             "spike_ratio": format_number(m.get("spike_ratio")), "growth_ratio": format_number(m.get("growth_ratio")),
+             "reason": m.get("reason") or ("non-finite" if m.get("finite") is False else ""),
+             "flagged": bool(m.get("flagged")) or m.get("finite") is False}
+            for m in weights["matrices"]]
+    rows.sort(key=lambda r: not r["flagged"])
+    families = ", ".join(f"{name} {v['matrices']}" for name, v in summary.get("by_family", {}).items())
+    policy = weights.get("policy")
+    return {"verdict": weights["verdict"], "check": check, "rows": rows, "families": families,
+            "n": summary.get("n_matrices", len(rows)), "n_flagged": summary.get("n_flagged"),
+            "n_edited": summary.get("n_edited"), "baseline": weights.get("baseline"),
+            "policy": None if policy is None else f"{policy['name']} (α = {format_number(policy['alpha'])})"}
+
+
 def _context(document: Mapping[str, Any]) -> dict[str, Any]:
     kind = document["kind"]
     kernel = document["kernel"]
@@ -376,6 +398,7 @@ def _context(document: Mapping[str, Any]) -> dict[str, Any]:
         "summary": _summary(document),
         "masses": _mass_view(document["features"]),
         "gate": _gate(document.get("gate")),
+        "weights": _weights(document.get("weights")),
         "circles": [_unit_circle_view(c, small=kind == "model") for c in figures.unit_circle_charts(document)],
         "threshold": format_number(figures.residual_threshold(document)),
         "band": [f"{b:g}" for b in figures.NEAR_UNIT_BAND],

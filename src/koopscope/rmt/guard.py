@@ -262,7 +262,8 @@ class RMTGuard:
         out = {}
         for _shape, idx in by_shape(testable, lambda i: Z[i].shape).items():
             members = [testable[j] for j in idx]
-            values = top_singular(torch.stack([Z[i] for i in members]), 1, seed=self.seed).values[:, 0].tolist()
+            stacked = torch.stack([Z[i] for i in members]).float()   # unit-variance entries: float32 suffices
+            values = top_singular(stacked, 1, seed=self.seed).values[:, 0].tolist()
             out.update({i: (values[b], tuple(Z[i].shape)) for b, i in enumerate(members)})
         return out
 

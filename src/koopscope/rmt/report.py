@@ -130,6 +130,25 @@ class RMTReport:
                            "created_at": datetime.now(UTC).isoformat(timespec="seconds")},
         }
 
+    def fingerprint_section(self) -> dict[str, Any]:
+        """The compact ``weights`` section of a KoopmanFingerprint (``fp.with_weights(report.fingerprint_section())``):
+        verdict, policy, summary and one row per matrix (its readings, and in "check" mode its verdict)."""
+        checks = {c.name: c for c in self.checks}
+        rows = []
+        for s in self.statistics:
+            row = {"name": s.name, "family": s.family, "shape": list(s.shape), "sigma_max": s.sigma_max,
+                   "noise_sigma": s.noise_sigma, "mp_edge": s.mp_edge, "spikes": s.spikes,
+                   "stable_rank": s.stable_rank, "alpha": s.alpha, "finite": s.finite}
+            c = checks.get(s.name)
+            if c is not None:
+                row.update({"sigma_edit": c.sigma_edit, "spike_ratio": c.spike_ratio,
+                            "growth_ratio": c.growth_ratio if c.changed else None, "flagged": c.flagged,
+                            "reason": c.reason})
+            rows.append(row)
+        return _json_safe({"verdict": self.verdict, "mode": self.mode, "model": self.model, "baseline": self.baseline,
+                           "policy": None if self.policy is None else self.policy.to_dict(),
+                           "summary": self.summary(), "matrices": rows})
+
     def to_json(self, path: str | Path) -> Path:
         """Write the document atomically (sorted keys, 2-space indent; non-finite numbers as null)."""
         target = check_output_path(path, "out")
