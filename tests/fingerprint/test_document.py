@@ -102,9 +102,16 @@ def test_document_is_a_copy(trajectory_fp) -> None:
     assert trajectory_fp.name == "planted"
 
 
+WEIGHTS = {"verdict": "flagged", "mode": "check", "baseline": "base", "model": "edited",
+           "policy": {"name": "balanced", "alpha": 0.01, "epsilon": {"ffn": 0.05}},
+           "summary": {"n_matrices": 1, "flagged": ["h.0.mlp.weight"], "by_family": {"ffn": {"matrices": 1}}},
+           "matrices": [{"name": "h.0.mlp.weight", "family": "ffn", "shape": [8, 4], "sigma_max": 1.5,
+                         "spike_ratio": 3.2, "flagged": True, "reason": "spike"}]}
+
+
 def test_json_ld_expands_to_schema_org_prov_and_koopscope_terms(model_fp) -> None:
     jsonld = pytest.importorskip("pyld.jsonld")
-    expanded = jsonld.expand(model_fp.document)
+    expanded = jsonld.expand(model_fp.with_weights(WEIGHTS).document)  # the rmt section too
     iris: set[str] = set()
 
     def walk(node: object) -> None:
@@ -124,6 +131,13 @@ def test_json_ld_expands_to_schema_org_prov_and_koopscope_terms(model_fp) -> Non
                                                                         "https://schema.org/softwareVersion"}
     assert stray == set(), f"terms that fell through to schema.org: {stray}"
     assert expanded[0]["@type"] == ["https://w3id.org/koopscope/terms#KoopmanFingerprint"]
+    assert "https://w3id.org/koopscope/terms#weights" in iris and "https://w3id.org/koopscope/terms#family" in iris
+
+
+def test_weights_section_is_validated(model_fp) -> None:
+    assert model_fp.with_weights(WEIGHTS).document["weights"]["verdict"] == "flagged"
+    with pytest.raises(DataError):
+        model_fp.with_weights({**WEIGHTS, "verdict": "fine"})
 
 
 # -- bad documents and files --------------------------------------------------------------------------------
