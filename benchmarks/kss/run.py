@@ -244,7 +244,7 @@ class Stepper:
         shaping = self.shaping
         shaped = shaping is not None and shaping.on_step
         n_blocks = len(self.model.blocks)
-        if shaped and n_blocks - 1 in shaping.schedule.transitions(shaping.step, n_blocks):
+        if shaped and n_blocks - 1 in shaping.planned_transitions:
             logits = self.model(tokens)[:, -1]  # (B, V): the last block through its hooks, for the KSS tap
         else:
             logits = self.model(tokens, last_only=True)  # (B, V), as train.py

@@ -10,7 +10,7 @@ from koopscope.errors import DataError, ParameterError
 
 torch = pytest.importorskip("torch")
 
-from koopscope.shaping import KSSConfig, guarded_eigvals, kss_loss, soft_near_unit_mass  # noqa: E402
+from koopscope.shaping import KSSConfig, guarded_eigvals, kss_loss, soft_near_unit_mass, unstable_penalty  # noqa: E402
 
 f64 = torch.float64
 
@@ -19,21 +19,40 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
+def huber(x: float, w: float | None) -> float:
+    return x * x if w is None or x <= w else w * (2 * x - w)
+
+
 def reference(moduli: list[float], c: KSSConfig) -> float:
-    """Definition 2 written out in plain Python."""
+    """Definition 2 written out in plain Python, with koopscope's Huber tail h."""
     unstable = sum(sigmoid(c.temperature * (r - c.tau_u))
-                   * (math.log1p(math.exp(c.softplus_temperature * (r - c.tau_u))) / c.softplus_temperature) ** 2
+                   * huber(math.log1p(math.exp(c.softplus_temperature * (r - c.tau_u))) / c.softplus_temperature,
+                           c.tail_width)
                    for r in moduli)
     mass = sum(sigmoid(c.temperature * (r - c.tau_l)) * sigmoid(c.temperature * (c.tau_u - r))
                for r in moduli) / len(moduli)
     return unstable + c.beta * (mass - c.gamma) ** 2
 
 
-@pytest.mark.parametrize("config", [KSSConfig(), KSSConfig(softplus_temperature=1.0, beta=0.5, gamma=0.3)])
+@pytest.mark.parametrize("config", [KSSConfig(), KSSConfig(softplus_temperature=1.0, beta=0.5, gamma=0.3),
+                                    KSSConfig(tail_width=None), KSSConfig(tail_width=0.1)])
 def test_matches_the_equations(config: KSSConfig) -> None:
-    lam = torch.tensor([1.3 + 0.2j, 1.3 - 0.2j, 1.0, 0.93, 0.5, -0.2], dtype=torch.complex128)
+    lam = torch.tensor([1.3 + 0.2j, 1.3 - 0.2j, 1.0, 0.93, 0.5, -0.2, 3.0], dtype=torch.complex128)
     expected = reference(lam.abs().tolist(), config)
     assert kss_loss(lam, config).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_huber_tail_bounds_the_slope_and_matches_the_square_below_w() -> None:
+    rho = torch.tensor([1.10, 1.2, 2.0, 30.0, 1000.0], dtype=f64, requires_grad=True)
+    unstable_penalty(rho, KSSConfig(tail_width=0.25)).backward()
+    # Slope ≤ 2w = 0.5 per eigenvalue (plus the gate's slope, which vanishes far above τ_u).
+    assert torch.all(rho.grad <= 0.5 + 1e-6) and torch.all(rho.grad > 0)  # the gate adds ≤ 1e-7 at ρ = 2
+    assert rho.grad[-1].item() == pytest.approx(0.5, rel=1e-9)
+    below = torch.tensor([1.1, 1.25], dtype=f64)  # hinge ≤ w = 0.25: identical to the literal square
+    assert torch.allclose(unstable_penalty(below, KSSConfig(tail_width=0.25)), unstable_penalty(below, KSSConfig()))
+    literal = torch.tensor([30.0], dtype=f64, requires_grad=True)
+    unstable_penalty(literal, KSSConfig(tail_width=None)).backward()
+    assert literal.grad.item() > 50  # the paper's square: slope 2(ρ − τ_u)
 
 
 def test_layers_stack_on_a_leading_axis() -> None:

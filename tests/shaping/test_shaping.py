@@ -56,9 +56,21 @@ def test_no_extra_forward_pass_and_zero_off_steps() -> None:
     assert not shaping.tap.attached and shaping(counted).item() == 0.0
 
 
+def test_transition_0_is_left_out_by_default() -> None:
+    net = residual_mlp(0, d=16, L=4)
+    shaping = ks.shaping.SpectralShaping(net, rank=8, blocks=net.blocks, layer_fraction=1.0, seed=3)
+    x, _ = map_batch(torch.Generator().manual_seed(0))
+    _ = net(x)
+    shaping(net)
+    assert sorted(shaping.last.layers) == [1, 2, 3]
+    one_block = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    with pytest.raises(ParameterError, match="first_transition=True"):
+        ks.shaping.SpectralShaping(one_block, rank=4, blocks=one_block)
+
+
 def test_penalty_equals_the_operator_of_the_forward_states_and_reaches_the_weights() -> None:
     net = residual_mlp(0, d=16, L=4)
-    shaping = ks.shaping.SpectralShaping(net, alpha=0.2, rank=8, blocks=net.blocks, seed=3)
+    shaping = ks.shaping.SpectralShaping(net, alpha=0.2, rank=8, blocks=net.blocks, seed=3, first_transition=True)
     transitions = shaping.schedule.transitions(0, 4)
     rows = shaping.schedule.rows(0)
     g = torch.Generator().manual_seed(0)

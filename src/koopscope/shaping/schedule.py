@@ -41,12 +41,14 @@ class Schedule:
     def _rng(self, step: int, purpose: int) -> np.random.Generator:
         return np.random.default_rng((self.seed, step, purpose))
 
-    def transitions(self, step: int, n_blocks: int) -> tuple[int, ...]:
-        """The sorted transitions ℓ (state ℓ → ℓ + 1) read on ``step``: all when ``layer_fraction`` is 1."""
-        k = min(n_blocks, max(1, math.ceil(self.layer_fraction * n_blocks - 1e-9)))
-        if k == n_blocks:
-            return tuple(range(n_blocks))
-        return tuple(sorted(int(i) for i in self._rng(step, _LAYERS).choice(n_blocks, size=k, replace=False)))
+    def transitions(self, step: int, n_blocks: int, first: int = 0) -> tuple[int, ...]:
+        """The sorted transitions ℓ (state ℓ → ℓ + 1), ``first`` <= ℓ < ``n_blocks``, read on ``step``: all of them
+        when ``layer_fraction`` is 1."""
+        n = n_blocks - first
+        k = min(n, max(1, math.ceil(self.layer_fraction * n - 1e-9)))
+        if k == n:
+            return tuple(range(first, n_blocks))
+        return tuple(sorted(first + int(i) for i in self._rng(step, _LAYERS).choice(n, size=k, replace=False)))
 
     def basis_seed(self, step: int) -> int:
         """Seed of the randomized range finder on ``step``."""

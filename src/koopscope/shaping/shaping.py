@@ -15,6 +15,19 @@ computes the penalty from them, clears them and arms for the next step. A step i
 so with gradient accumulation every micro-batch is a step (shape each micro-batch, and scale the penalty
 like the task loss). Forward passes without gradients (evaluation) are ignored.
 
+One departure from the paper, from benchmarks/kss (run 1), where the literal penalty raised divergence instead
+of lowering it, and one option:
+
+* **Transition 0 is not shaped** (``first_transition=False``). Its input is the embedding output, which
+  GPT-2-style initialisation makes small (std 0.02); whitening by that input turns block 0's ordinary output
+  scale into a radius of 30–1000, a penalty the size of 10⁶ and a gradient that by itself trips any divergence
+  rule. The other transitions read residual streams of comparable scale on both sides.
+* **A cap on each layer's loss** (``max_layer_loss=c``, off by default): L_ℓ enters as L_ℓ · min(1, c / L_ℓ) with
+  the ratio detached, i.e. a loss above c contributes its gradient direction scaled to the value c, the way
+  gradient clipping bounds an update. On the seeded divergence test of ``tests/shaping`` (8 seeds) a cap of 1
+  leaves 4 of 8 runs stable and a cap of 10 5 of 8, against 7 of 8 uncapped: like the Huber tail of
+  :class:`KSSConfig`, it weakens exactly the pull that prevents those divergences.
+
 Skipped steps (the penalty is 0 and the reason is logged to the ``koopscope.shaping`` logger and kept in
 ``shaping.last.skipped``): fewer than 2r token states in the batch; NaN or Inf in a state; a non-finite penalty.
 
@@ -141,6 +154,10 @@ class SpectralShaping:
         N, the token states sampled from the micro-batch; at least 2·rank.
     eps : float, default 1e-5
         Whitening ridge ε (RKSP App. D).
+    first_transition : bool, default False
+        Also shape transition 0 (embeddings → block 0); off by default (module docstring).
+    max_layer_loss : float or None, default None
+        c, a cap on each layer's KSS loss (module docstring); None is the paper's uncapped mean.
     max_condition : float, default 1e3
         K of the eigenvalue gradient guard (:mod:`koopscope.shaping.operator`).
     blocks : nn.ModuleList, nn.Sequential or str, optional
@@ -159,11 +176,19 @@ class SpectralShaping:
     def __init__(self, model: Any, alpha: float = ALPHA, every: int = EVERY, layer_fraction: float = LAYER_FRACTION,
                  rank: int = RANK, *, config: KSSConfig | None = None, max_tokens: int = MAX_TOKENS,
                  eps: float = WHITENING_EPS, max_condition: float = MAX_CONDITION, blocks: Any = None,
-                 seed: int = 0) -> None:
+                 first_transition: bool = False, max_layer_loss: float | None = None, seed: int = 0) -> None:
         _check_options(alpha, every, layer_fraction, rank, max_tokens, eps, max_condition, config)
+        check_param("first_transition", first_transition, bool, caller="SpectralShaping", fix="pass True or False")
+        check_param("max_layer_loss", max_layer_loss, Interval(float, 0.0, None, closed="neither"), None,
+                    caller="SpectralShaping", fix="e.g. 10.0, or None for the paper's uncapped mean")
         seed = check_seed(seed, "SpectralShaping")
         self.model = unwrap(model)
         self.blocks: BlockList = resolve_blocks(self.model, blocks, caller="SpectralShaping")
+        self.first = 0 if first_transition else 1
+        self.max_layer_loss = max_layer_loss
+        if len(self.blocks) <= self.first:
+            raise ParameterError(f"SpectralShaping has nothing to shape: the model has {len(self.blocks)} block and "
+                                 "transition 0 is left out by default; pass first_transition=True.")
         width = configured_width(self.model)
         if width is not None:
             _check_width(rank, width)
@@ -195,11 +220,16 @@ class SpectralShaping:
         """Whether the next call (and the forward pass before it) is shaped."""
         return self.alpha > 0 and self.schedule.is_on(self.step)
 
+    @property
+    def planned_transitions(self) -> tuple[int, ...]:
+        """The transitions the next call reads if it is an on-step (its forward pass must run those blocks)."""
+        return self.schedule.transitions(self.step, len(self.blocks), self.first)
+
     def _arm(self) -> None:
         if not self.on_step:
             self.tap.disarm()
             return
-        self._transitions = self.schedule.transitions(self.step, len(self.blocks))
+        self._transitions = self.planned_transitions
         wanted = {i for t in self._transitions for i in (t, t + 1)}
         self.tap.arm(wanted, self.schedule.rows(self.step), keep_graph=True)
 
@@ -244,7 +274,7 @@ class SpectralShaping:
                 lam = guarded_eigvals(A, self.max_condition)  # (r,) complex128
             except torch.linalg.LinAlgError as err:  # an SVD or eigensolver that did not converge
                 return self._skip(step, f"the linear algebra of layer {t} failed ({str(err).splitlines()[0]})")
-            losses.append(kss_loss(lam, self.config))
+            losses.append(_capped(kss_loss(lam, self.config), self.max_layer_loss))
             rho = lam.detach().abs()
             radii.append(rho.max())
             masses.append(soft_near_unit_mass(rho, self.config))
@@ -287,6 +317,13 @@ class SpectralShaping:
         raise ParameterError(f"The model passed to SpectralShaping's call is a {type(model).__name__} that neither is "
                              f"nor contains the {type(self.model).__name__} it was built for; pass that model, or "
                              "call shaping() without arguments.")
+
+
+def _capped(loss: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """loss · min(1, cap / loss), the ratio detached: the value is at most ``cap``, the gradient direction kept."""
+    if cap is None:
+        return loss
+    return loss * torch.clamp(cap / loss.detach().clamp_min(1e-300), max=1.0)
 
 
 def _finite(x: float) -> bool:
