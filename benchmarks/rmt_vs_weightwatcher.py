@@ -5,8 +5,10 @@ configuration and on MiniLM, ≥ 10× faster for the same σ_max (1e-4 relative)
 against the repeated-full-SVD approach of the guard we replace.
 
 Models: ``GPT2LMHeadModel(GPT2Config())`` with ``torch.manual_seed(0)`` (GPT-2 small at initialisation: 48
-Conv1D matrices, 768 × 768 to 3072 × 768) and the real all-MiniLM-L6-v2 (37 linears, 384 × 384 to 1536 × 384;
-needs the ``minilm`` extra). Cases, in one process, each the median of ``--repeats`` runs after a warm-up:
+Conv1D matrices, 768 × 768 to 3072 × 768), the real all-MiniLM-L6-v2 (37 linears, 384 × 384 to 1536 × 384;
+needs the ``minilm`` extra), and ``llama2048`` (``--models``; not in the default list): two LLaMA-style blocks
+at width 2048 (intermediate 5504) at initialisation, 15 matrices, to show how the ratio grows with size.
+Cases, in one process, each the median of ``--repeats`` runs after a warm-up (one run for ``llama2048``):
 
 - *WeightWatcher*: ``WeightWatcher(model=model).analyze()`` with its defaults (a full SVD per layer and a
   power-law fit with the KS x_min scan; it also reads GPT-2's ``wpe``, one 1024 × 768 matrix more than ours);
@@ -58,6 +60,11 @@ def load(name: str, config: dict[str, Any] | None = None) -> Any:
     if name == "gpt2":
         torch.manual_seed(0)
         return transformers.GPT2LMHeadModel(transformers.GPT2Config(**(config or {}))).eval()
+    if name == "llama2048":  # two LLaMA-7B-style blocks at width 2048: where full SVDs start to hurt
+        torch.manual_seed(0)
+        cfg = transformers.LlamaConfig(hidden_size=2048, intermediate_size=5504, num_hidden_layers=2,
+                                       num_attention_heads=16, num_key_value_heads=16, vocab_size=1000)
+        return transformers.LlamaForCausalLM(cfg).eval()
     from koopscope.capture.loading import load_model
 
     return load_model(name).model
@@ -135,7 +142,7 @@ def bench(name: str, repeats: int, config: dict[str, Any] | None = None) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", default="gpt2,minilm")
+    parser.add_argument("--models", default="gpt2,minilm", help="comma list of gpt2, minilm, llama2048")
     parser.add_argument("--gpt2-config", default=None, help="JSON GPT2Config overrides (the smoke test's tiny model)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -145,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     env["torch_threads"] = torch.get_num_threads()
     print(json.dumps(env, indent=1))
     config = None if args.gpt2_config is None else json.loads(args.gpt2_config)
-    rows = [bench(name, args.repeats, config if name == "gpt2" else None) for name in args.models.split(",")]
+    rows = [bench(name, 1 if name == "llama2048" else args.repeats, config if name == "gpt2" else None)
+            for name in args.models.split(",")]
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "results": rows}, indent=1) + "\n")
     return 0

@@ -47,6 +47,7 @@ __all__ = [
     "dmd",
     "fingerprint",
     "gate",
+    "koopman",
     "plot",
     "profile",
     "rmt",
@@ -63,7 +64,7 @@ def __getattr__(name: str) -> Any:
         from koopscope.auditor import SpectralAuditor
 
         return SpectralAuditor
-    if name in ("plot", "rmt", "shaping"):  # rmt and shaping import torch
+    if name in ("koopman", "plot", "rmt", "shaping"):  # koopman and shaping import torch; rmt may
         import importlib
 
         return importlib.import_module(f"koopscope.{name}")

@@ -41,7 +41,8 @@ changes (the guard we replace rescaled the whole matrix). Tied storage is writte
 
 Cost
 ----
-``prepare`` takes one decomposition per matrix (:func:`~koopscope.rmt.statistics.matrix_statistics`), ``check``
+``prepare`` takes one Lanczos run per matrix (σ_max and its vector; ``readings=True`` adds every reading of
+:func:`~koopscope.rmt.statistics.matrix_statistics` in the same single decomposition), ``check``
 one Lanczos run for σ_max(W_edit), warm-started from the baseline's top singular vector, and one for σ₁(Z).
 ``prepare`` keeps a copy of the baseline weights (on ``store_device``) to form ΔW, the memory of one model.
 """
@@ -61,7 +62,7 @@ from koopscope.rmt.bulk import tw_threshold
 from koopscope.rmt.discovery import FAMILIES, WeightMatrix, find_matrices
 from koopscope.rmt.report import RMTReport
 from koopscope.rmt.singular import top_singular
-from koopscope.rmt.statistics import by_shape, statistics_and_vectors
+from koopscope.rmt.statistics import MatrixStatistics, by_shape, statistics_and_vectors
 from koopscope.rmt.variance import standardise
 
 __all__ = ["Policy", "POLICIES", "MatrixCheck", "RMTGuard", "MIN_SPIKE_DIM"]
@@ -193,15 +194,21 @@ class RMTGuard:
         self._baseline: _Baseline | None = None
 
     # ----------------------------------------------------------------------------------------- baseline
-    def prepare(self, baseline: Any, *, name: str | None = None) -> RMTReport:
-        """Record the baseline's statistics and a copy of its weights; returns its statistics report."""
+    def prepare(self, baseline: Any, *, name: str | None = None, readings: bool = False) -> RMTReport:
+        """Record a copy of the baseline's weights and σ_max with its top right singular vector (one Lanczos run per
+        matrix); with ``readings=True`` also every reading of :func:`~koopscope.rmt.statistics.matrix_statistics`
+        (noise level, edges, spikes, stable rank, α). Returns the baseline's statistics report."""
+        check_param("readings", readings, bool, caller="RMTGuard.prepare", fix="pass True or False")
         matrices = _canonical(baseline, self.embeddings)
         weights = []
         for wm in matrices:
             W = wm.matrix().detach()
             _check_finite(wm, W, "baseline")
             weights.append(W.to(self.store_device or W.device, copy=True))
-        stats, right = statistics_and_vectors(matrices, seed=self.seed)
+        if readings:
+            stats, right = statistics_and_vectors(matrices, seed=self.seed)
+        else:
+            stats, right = _sigma_only(matrices, weights, self.seed)
         sigma = [s.sigma_max for s in stats]
         report = RMTReport.from_statistics(stats, model=name)
         self._baseline = _Baseline(matrices, weights, sigma, right, report, {"name": name})
@@ -228,23 +235,22 @@ class RMTGuard:
         """Apply the flag rule to every matrix of ``edited`` against the prepared baseline."""
         base = self._require_baseline("check")
         matrices = self._edited(edited, base)
-        deltas, sigma_edit = self._measure(matrices, base)
-        changed = [i for i, D in enumerate(deltas) if _resolved(D, base.weights[i])]
-        spikes = self._spikes({i: deltas[i] for i in changed})
+        sigma_edit = self._sigma_edit(matrices, base)
+        rms = [_rms(_delta(wm, W0)) for wm, W0 in zip(matrices, base.weights, strict=True)]
+        changed = [i for i, r in enumerate(rms) if r > _resolution(base.weights[i])]
+        spikes = self._spikes(matrices, base, changed)
         level = self.policy.alpha / max(len(changed), 1)
-        checks = [self._verdict(wm, base.sigma[i], sigma_edit[i], deltas[i], base.weights[i], spikes.get(i), level)
+        checks = [self._verdict(wm, base.sigma[i], sigma_edit[i], rms[i], base.weights[i], spikes.get(i), level)
                   for i, wm in enumerate(matrices)]
         return RMTReport.from_checks(checks, base.report.statistics, self.policy, model=name,
                                      baseline=base.meta.get("name"))
 
-    def _measure(self, matrices: Sequence[WeightMatrix], base: _Baseline) -> tuple[list[Any], list[float]]:
-        """ΔW (m, n) per matrix and σ_max of every edited matrix (Lanczos warm-started from the baseline)."""
+    def _sigma_edit(self, matrices: Sequence[WeightMatrix], base: _Baseline) -> list[float]:
+        """σ_max of every edited matrix, batched by shape, Lanczos warm-started from the baseline's vectors."""
         torch = require_torch("RMTGuard.check")
-        deltas, sigma = [], [0.0] * len(matrices)
-        for wm, W0 in zip(matrices, base.weights, strict=True):
-            W = wm.matrix().detach()
-            _check_finite(wm, W, "edited")
-            deltas.append(W.to(W0.device, torch.float64) - W0.to(torch.float64))  # exact for float32 weights
+        sigma = [0.0] * len(matrices)
+        for wm in matrices:
+            _check_finite(wm, wm.matrix().detach(), "edited")
         for _shape, idx in by_shape(matrices, lambda wm: wm.shape).items():
             A = torch.stack([matrices[i].matrix().detach().to(base.weights[i].device) for i in idx])
             starts = [base.right[i] for i in idx]
@@ -252,26 +258,32 @@ class RMTGuard:
             values = top_singular(A, 1, start=start, seed=self.seed).values[:, 0].tolist()
             for b, i in enumerate(idx):
                 sigma[i] = values[b]
-        return deltas, sigma
+        return sigma
 
-    def _spikes(self, deltas: Mapping[int, Any]) -> dict[int, tuple[float, tuple[int, int]]]:
-        """σ₁ of each standardised edit and the shape of its support, for supports big enough to test."""
+    def _spikes(self, matrices: Sequence[WeightMatrix], base: _Baseline, changed: Sequence[int]
+                ) -> dict[int, tuple[float, tuple[int, int]]]:
+        """σ₁ of each standardised edit and the shape of its support, for supports big enough to test; one shape
+        group of edits in memory at a time."""
         torch = require_torch("RMTGuard.check")
-        Z = {i: standardise(D).Z for i, D in deltas.items()}
-        testable = [i for i in Z if min(Z[i].shape) >= MIN_SPIKE_DIM]
         out = {}
-        for _shape, idx in by_shape(testable, lambda i: Z[i].shape).items():
-            members = [testable[j] for j in idx]
-            stacked = torch.stack([Z[i] for i in members]).float()   # unit-variance entries: float32 suffices
-            values = top_singular(stacked, 1, seed=self.seed).values[:, 0].tolist()
-            out.update({i: (values[b], tuple(Z[i].shape)) for b, i in enumerate(members)})
+        for _shape, idx in by_shape(changed, lambda i: matrices[i].shape).items():
+            members = [changed[j] for j in idx]
+            Z = {i: standardise(_delta(matrices[i], base.weights[i])).Z for i in members}
+            keys = list(Z)
+            for _zshape, zidx in by_shape([Z[i] for i in keys], lambda z: z.shape).items():
+                group = [keys[j] for j in zidx]
+                if min(Z[group[0]].shape) < MIN_SPIKE_DIM:
+                    continue
+                stacked = torch.stack([Z[i] for i in group]).float()  # unit-variance entries: float32 suffices
+                # tol 1e-3: σ₁(Z) within 1e-3 for sure (in practice ~1e-6), against a Tracy–Widom scale of ~1e-2.
+                values = top_singular(stacked, 1, tol=1e-3, seed=self.seed).values[:, 0].tolist()
+                out.update({i: (values[b], tuple(Z[i].shape)) for b, i in enumerate(group)})
         return out
 
-    def _verdict(self, wm: WeightMatrix, sigma_base: float, sigma_edit: float, delta: Any, base_weight: Any,
+    def _verdict(self, wm: WeightMatrix, sigma_base: float, sigma_edit: float, rms: float, base_weight: Any,
                  spike: tuple[float, tuple[int, int]] | None, level: float) -> MatrixCheck:
         m, n = wm.shape
         eps = float(self.policy.epsilon[wm.family])
-        rms = float(delta.pow(2).mean().sqrt())
         if spike is None and rms <= _resolution(base_weight):
             return MatrixCheck(wm.name, wm.family, wm.shape, False, sigma_base, sigma_edit, 0.0, 0.0, 0.0, None, None,
                                None, eps, False, "unchanged" if rms == 0.0 else "rounding")
@@ -313,15 +325,40 @@ class RMTGuard:
         return after.with_corrected(fixed)
 
 
+def _sigma_only(matrices: Sequence[WeightMatrix], weights: Sequence[Any], seed: int
+                ) -> tuple[list[MatrixStatistics], list[Any]]:
+    """σ_max and the top right singular vector of every matrix (batched by shape), as bare statistics."""
+    torch = require_torch("RMTGuard.prepare")
+    stats: list[Any] = [None] * len(matrices)
+    right: list[Any] = [None] * len(matrices)
+    for _shape, idx in by_shape(matrices, lambda wm: wm.shape).items():
+        top = top_singular(torch.stack([weights[i] for i in idx]), 1, seed=seed)
+        for b, i in enumerate(idx):
+            wm = matrices[i]
+            right[i] = top.right[b, :, 0]
+            stats[i] = MatrixStatistics(wm.name, wm.family, wm.shape, wm.tied_to, True, float(top.values[b, 0]),
+                                        (float(top.values[b, 0]),), None, None, None, None, None, None, None, None,
+                                        None, False)
+    return stats, right
+
+
 def _resolution(W0: Any) -> float:
     """The RMS below which an edit of W0 is storage rounding: half a unit roundoff of W0's dtype times its RMS."""
     torch = require_torch("RMTGuard")
     return 0.5 * torch.finfo(W0.dtype).eps * float(W0.to(torch.float64).pow(2).mean().sqrt())
 
 
-def _resolved(delta: Any, W0: Any) -> bool:
-    """Whether the edit ΔW is more than storage rounding (an unchanged or rounding-level matrix is not tested)."""
-    return bool(delta.any()) and float(delta.pow(2).mean().sqrt()) > _resolution(W0)
+def _delta(wm: WeightMatrix, W0: Any) -> Any:
+    """ΔW = W_edit − W_base (m, n) in float32 (float64 for float64 weights): within a few ulps of ΔW itself, as
+    float32 subtraction of nearby numbers is exact (Sterbenz)."""
+    torch = require_torch("RMTGuard")
+    dtype = torch.float64 if W0.dtype == torch.float64 else torch.float32
+    return wm.matrix().detach().to(W0.device, dtype) - W0.to(dtype)
+
+
+def _rms(delta: Any) -> float:
+    torch = require_torch("RMTGuard")
+    return float(torch.linalg.vector_norm(delta, dtype=torch.float64)) / math.sqrt(delta.numel())
 
 
 def _clip_spike(W0: Any, W: Any, row: MatrixCheck, seed: int) -> Any:

@@ -37,6 +37,9 @@ __all__ = ["MatrixStatistics", "matrix_statistics", "read_model", "statistics_an
 FULL_SPECTRUM_MAX = 512
 #: Leading singular values computed for a large matrix (the spike count is capped at TOP_K − 1 there).
 TOP_K = 8
+#: Residual tolerance of the 2nd..k-th singular values (σ_max keeps the default 1e-4): bulk-edge values converge
+#: slowly and a spike count needs them to about 1e-4 (the error is of order tol², module doc of .singular).
+TOL_REST = 1e-2
 #: Level of each sequential Tracy–Widom spike test.
 SPIKE_ALPHA = 0.01
 #: Fewest eigenvalues for a power-law fit of the ESD.
@@ -141,9 +144,9 @@ def statistics_and_vectors(matrices: Sequence[WeightMatrix], *, esd: bool = Fals
     for shape, idx in by_shape([canonical[i] for i in finite], lambda wm: wm.shape).items():
         members = [finite[j] for j in idx]
         A = torch.stack([canonical[i].matrix().detach() for i in members])   # (B, m, n)
-        frob = (A.to(torch.float64) ** 2).sum((1, 2)).tolist()
+        frob = (torch.linalg.vector_norm(A, dim=(1, 2), dtype=torch.float64) ** 2).tolist()
         full = esd or min(shape) <= FULL_SPECTRUM_MAX
-        top = None if full else top_singular(A, min(k, min(shape)), seed=seed)
+        top = None if full else top_singular(A, min(k, min(shape)), tol_rest=TOL_REST, seed=seed)
         s = singular_values(A) if top is None else top.values        # (B, ·)
         for b, i in enumerate(members):
             out[i] = _readings(canonical[i], s[b].cpu(), frob[b], full)

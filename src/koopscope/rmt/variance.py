@@ -39,8 +39,8 @@ SINKHORN_ITERATIONS = 200
 class Standardised:
     """ΔW restricted to its support and scaled to unit variance.
 
-    ``Z`` (m', n') float64, ``rows`` (m',) and ``cols`` (n',) index the support in ΔW, ``r`` (m',) and ``c`` (n',)
-    the profile, with ΔW[rows][:, cols] = diag(√r) Z diag(√c); ``iterations`` the Sinkhorn sweeps taken.
+    ``Z`` (m', n') float32 (float64 for a float64 ΔW), ``rows`` (m',) and ``cols`` (n',) index the support in ΔW,
+    ``r`` (m',) and ``c`` (n',) the profile, with ΔW[rows][:, cols] = diag(√r) Z diag(√c); ``iterations`` the Sinkhorn sweeps taken.
     """
 
     Z: Any
@@ -61,22 +61,25 @@ def standardise(delta: Any, *, tol: float = SINKHORN_TOL, max_iterations: int = 
     ``delta`` must have at least one non-zero entry (an unchanged matrix has no edit to test).
     """
     torch = require_torch("standardise")
-    D = delta.detach().to(torch.float64)
-    P = D * D                                                        # (m, n)
-    rows = torch.nonzero(P.sum(1) > 0).squeeze(1)
-    cols = torch.nonzero(P.sum(0) > 0).squeeze(1)
-    P = P[rows][:, cols]                                             # (m', n')
+    D = delta.detach()
+    D = D.to(torch.float64) if D.dtype == torch.float64 else D.to(torch.float32)
+    rows = torch.nonzero((D != 0).any(1)).squeeze(1)
+    cols = torch.nonzero((D != 0).any(0)).squeeze(1)
+    D = D[rows][:, cols]                                             # (m', n'), the support
+    P = (D * D).to(torch.float64)                                    # (m', n'), float64: no scale underflows
     m, n = P.shape
+    # Sinkhorn–Knopp on P with matrix-vector products only (no (m', n') temporaries):
+    # c_j = mean_i P_ij / r_i,  r_i = mean_j P_ij / c_j;  column mean squares of Z = (Pᵀ r⁻¹)_j / (m c_j).
     r = P.mean(1)
     c = torch.ones(n, dtype=torch.float64, device=P.device)
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007 (the count is reported)
-        c = (P / r[:, None]).mean(0)
-        r = (P / c[None, :]).mean(1)
-        col_ms = (P / (r[:, None] * c[None, :])).mean(0)             # row mean squares are 1 after the r update
+        c = (P.T @ (1 / r)) / m
+        r = (P @ (1 / c)) / n
+        col_ms = (P.T @ (1 / r)) / (m * c)                           # row mean squares are 1 after the r update
         if float((col_ms - 1).abs().max()) <= tol:
             break
     scale = c.mean()                                                 # split the free factor evenly: mean(c) = 1
     r, c = r * scale, c / scale
-    Z = D[rows][:, cols] / (r.sqrt()[:, None] * c.sqrt()[None, :])
+    Z = D / (r.sqrt()[:, None] * c.sqrt()[None, :]).to(D.dtype)
     return Standardised(Z, rows, cols, r, c, iterations)
