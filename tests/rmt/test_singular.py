@@ -7,7 +7,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from koopscope.errors import DataError, ParameterError  # noqa: E402
-from koopscope.rmt.singular import singular_values, top_singular  # noqa: E402
+from koopscope.rmt.singular import (  # noqa: E402
+    GRAM_MAX,
+    gram_singular_values,
+    largest_singular,
+    singular_values,
+    top_singular,
+)
 
 
 def _gaussian(batch: int, m: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -113,3 +119,25 @@ def test_cuda_matches_cpu() -> None:
     gpu = top_singular(A.cuda(), 2).values
     assert gpu.device.type == "cuda"
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(120, 300), (300, 120)])
+def test_gram_spectrum_matches_svdvals(shape: tuple[int, int]) -> None:
+    A = _gaussian(2, *shape, seed=10)
+    dense = torch.linalg.svdvals(A)
+    # float64 Gram: σ_i to ε (σ₁/σ_i)² relative; every value of a Gaussian matrix is within 1e-10.
+    assert torch.allclose(gram_singular_values(A), dense, rtol=1e-10)
+    # float32 Gram (the weights' precision): σ₁ and the median to 1e-5, the issue's 1e-4 with room.
+    g32 = gram_singular_values(A.float())
+    for i in (0, min(shape) // 2):
+        assert torch.all((g32[:, i] - dense[:, i]).abs() <= 1e-5 * dense[:, i])
+
+
+def test_largest_singular_switches_to_lanczos_above_gram_max() -> None:
+    small = _gaussian(1, 40, 90, seed=11)
+    value, vector = largest_singular(small)
+    assert vector is None and float(value[0]) == pytest.approx(float(torch.linalg.svdvals(small)[0, 0]), rel=1e-10)
+    wide = _gaussian(1, GRAM_MAX + 1, GRAM_MAX + 20, seed=12).float()
+    value, vector = largest_singular(wide)
+    assert vector is not None and vector.shape == (1, GRAM_MAX + 20)
+    assert float(value[0]) == pytest.approx(float(torch.linalg.svdvals(wide.double())[0, 0]), rel=1e-4)

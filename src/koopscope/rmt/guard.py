@@ -41,9 +41,10 @@ changes (the guard we replace rescaled the whole matrix). Tied storage is writte
 
 Cost
 ----
-``prepare`` takes one Lanczos run per matrix (σ_max and its vector; ``readings=True`` adds every reading of
-:func:`~koopscope.rmt.statistics.matrix_statistics` in the same single decomposition), ``check``
-one Lanczos run for σ_max(W_edit), warm-started from the baseline's top singular vector, and one for σ₁(Z).
+``prepare`` takes one decomposition per matrix for σ_max (``readings=True`` adds every reading of
+:func:`~koopscope.rmt.statistics.matrix_statistics` from the same decomposition), ``check`` one for σ_max(W_edit)
+and one for σ₁(Z): from the Gram matrix up to a short side of 1024, by block Lanczos above (warm-started from the
+baseline's top singular vector for W_edit; :func:`koopscope.rmt.singular.largest_singular`).
 ``prepare`` keeps a copy of the baseline weights (on ``store_device``) to form ΔW, the memory of one model.
 """
 
@@ -61,7 +62,7 @@ from koopscope.errors import DataError, NotFittedError, ParameterError
 from koopscope.rmt.bulk import tw_threshold
 from koopscope.rmt.discovery import FAMILIES, WeightMatrix, find_matrices
 from koopscope.rmt.report import RMTReport
-from koopscope.rmt.singular import top_singular
+from koopscope.rmt.singular import largest_singular, top_singular
 from koopscope.rmt.statistics import MatrixStatistics, by_shape, statistics_and_vectors
 from koopscope.rmt.variance import standardise
 
@@ -195,8 +196,8 @@ class RMTGuard:
 
     # ----------------------------------------------------------------------------------------- baseline
     def prepare(self, baseline: Any, *, name: str | None = None, readings: bool = False) -> RMTReport:
-        """Record a copy of the baseline's weights and σ_max with its top right singular vector (one Lanczos run per
-        matrix); with ``readings=True`` also every reading of :func:`~koopscope.rmt.statistics.matrix_statistics`
+        """Record a copy of the baseline's weights and σ_max (with its top right singular vector where Lanczos is
+        used; one decomposition per matrix); with ``readings=True`` also every reading of :func:`~koopscope.rmt.statistics.matrix_statistics`
         (noise level, edges, spikes, stable rank, α). Returns the baseline's statistics report."""
         check_param("readings", readings, bool, caller="RMTGuard.prepare", fix="pass True or False")
         matrices = _canonical(baseline, self.embeddings)
@@ -255,7 +256,7 @@ class RMTGuard:
             A = torch.stack([matrices[i].matrix().detach().to(base.weights[i].device) for i in idx])
             starts = [base.right[i] for i in idx]
             start = None if any(v is None for v in starts) else torch.stack(starts)
-            values = top_singular(A, 1, start=start, seed=self.seed).values[:, 0].tolist()
+            values = largest_singular(A, start=start, seed=self.seed)[0].tolist()
             for b, i in enumerate(idx):
                 sigma[i] = values[b]
         return sigma
@@ -276,7 +277,7 @@ class RMTGuard:
                     continue
                 stacked = torch.stack([Z[i] for i in group]).float()  # unit-variance entries: float32 suffices
                 # tol 1e-3: σ₁(Z) within 1e-3 for sure (in practice ~1e-6), against a Tracy–Widom scale of ~1e-2.
-                values = top_singular(stacked, 1, tol=1e-3, seed=self.seed).values[:, 0].tolist()
+                values = largest_singular(stacked, tol=1e-3, seed=self.seed)[0].tolist()
                 out.update({i: (values[b], tuple(Z[i].shape)) for b, i in enumerate(group)})
         return out
 
@@ -332,13 +333,13 @@ def _sigma_only(matrices: Sequence[WeightMatrix], weights: Sequence[Any], seed: 
     stats: list[Any] = [None] * len(matrices)
     right: list[Any] = [None] * len(matrices)
     for _shape, idx in by_shape(matrices, lambda wm: wm.shape).items():
-        top = top_singular(torch.stack([weights[i] for i in idx]), 1, seed=seed)
+        values, vectors = largest_singular(torch.stack([weights[i] for i in idx]), seed=seed)
         for b, i in enumerate(idx):
             wm = matrices[i]
-            right[i] = top.right[b, :, 0]
-            stats[i] = MatrixStatistics(wm.name, wm.family, wm.shape, wm.tied_to, True, float(top.values[b, 0]),
-                                        (float(top.values[b, 0]),), None, None, None, None, None, None, None, None,
-                                        None, False)
+            right[i] = None if vectors is None else vectors[b]
+            stats[i] = MatrixStatistics(wm.name, wm.family, wm.shape, wm.tied_to, True, float(values[b]),
+                                        (float(values[b]),), None, None, None, None, None, None, None, None, None,
+                                        False)
     return stats, right
 
 

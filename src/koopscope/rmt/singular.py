@@ -33,7 +33,7 @@ from koopscope._validation import Interval, check_param, check_seed
 from koopscope.capture._deps import require_torch
 from koopscope.errors import DataError, NumericalError
 
-__all__ = ["TopSingular", "top_singular", "singular_values"]
+__all__ = ["TopSingular", "top_singular", "singular_values", "gram_singular_values", "largest_singular", "GRAM_MAX"]
 
 #: Relative residual at which Ritz pairs are accepted: σ̃ is then within tol·σ₁ of σ for sure and, in practice, within
 #: about tol² (module doc). float32 products cannot reach residuals much below 1e-5; use float64 matrices for that.
@@ -213,3 +213,37 @@ def singular_values(A: Any) -> Any:
     torch = require_torch("singular_values")
     _check_input(A, 1, "singular_values")
     return torch.linalg.svdvals(A.to(_work_dtype(A))).to(torch.float64)
+
+
+def gram_singular_values(A: Any) -> Any:
+    """All singular values of each matrix in A (B, m, n), descending, float64, from the Gram matrix.
+
+    σ_i = √λ_i(A Aᵀ) (or AᵀA, whichever is smaller): one matrix product, which runs at full gemm speed, and a
+    symmetric eigenvalue problem of the short side, instead of a bidiagonalisation of A. On two CPU cores this is
+    5–10× faster than a dense ``svdvals`` at 768 × 3072 and faster than a Lanczos run for σ_max alone, and it gives
+    the whole spectrum. The products run in A's precision (float32 for float32 and half-precision weights): the
+    Gram matrix squares the condition number, so σ_i carries a relative error of about ε (σ₁/σ_i)² (measured on
+    Gaussian 768 × 3072 matrices: 2e-6 for σ₁, 7e-7 for the median); only values below ~1e-3 σ₁ lose digits.
+    """
+    torch = require_torch("gram_singular_values")
+    _check_input(A, 1, "gram_singular_values")
+    A = A.to(_work_dtype(A))
+    G = A @ A.transpose(1, 2) if A.shape[1] <= A.shape[2] else A.transpose(1, 2) @ A   # (B, p, p), p = min(m, n)
+    w = torch.linalg.eigvalsh(G)                                       # ascending
+    return w.flip(-1).clamp_min(0.0).to(torch.float64).sqrt()
+
+
+#: Largest short side for which :func:`largest_singular` uses the Gram matrix rather than Lanczos.
+GRAM_MAX = 1024
+
+
+def largest_singular(A: Any, *, start: Any = None, tol: float = TOL, seed: int = 0) -> tuple[Any, Any]:
+    """σ_max of each matrix in A (B, m, n) as float64 (B,), and its right singular vector (B, n) or None.
+
+    Short sides up to :data:`GRAM_MAX` use the Gram matrix (:func:`gram_singular_values`; no vector, relative error
+    ~ε), longer ones block Lanczos (:func:`top_singular`, warm-started from ``start``, certified to ``tol``).
+    """
+    if min(A.shape[1:]) <= GRAM_MAX:
+        return gram_singular_values(A)[:, 0], None
+    top = top_singular(A, 1, start=start, tol=tol, seed=seed)
+    return top.values[:, 0], top.right[:, :, 0]

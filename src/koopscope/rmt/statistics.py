@@ -2,7 +2,7 @@
 stable rank and the heavy-tail exponent α.
 
 One decomposition per matrix. A matrix whose short side is at most :data:`FULL_SPECTRUM_MAX` (or any matrix
-when ``esd=True``) gets all its singular values (a dense ``svdvals``); the noise level is then the
+when ``esd=True``) gets all its singular values (from its Gram matrix); the noise level is then the
 Gavish–Donoho median estimate and α is fitted to its empirical spectral density (ESD). Larger matrices get
 their top ``k`` singular values by block Lanczos (:func:`koopscope.rmt.singular.top_singular`) and the
 trimmed-Frobenius noise estimate; α needs the ESD and is then not reported (``None``). Matrices of one shape
@@ -26,15 +26,17 @@ from koopscope.rmt.bulk import mp_edges, noise_estimate, spike_count, stable_ran
 from koopscope.rmt.discovery import WeightMatrix, find_matrices
 from koopscope.rmt.powerlaw import powerlaw_alpha
 from koopscope.rmt.report import RMTReport
-from koopscope.rmt.singular import singular_values, top_singular
+from koopscope.rmt.singular import gram_singular_values, top_singular
 
 __all__ = ["MatrixStatistics", "matrix_statistics", "read_model", "statistics_and_vectors", "FULL_SPECTRUM_MAX",
            "TOP_K",
            "SPIKE_ALPHA", "by_shape"]
 
-#: Largest short side min(m, n) that gets its full spectrum by default: a dense svdvals of 512 × 2048 costs about
-#: as much as the Lanczos run it replaces, and gives the median noise estimate and α.
-FULL_SPECTRUM_MAX = 512
+#: Largest short side min(m, n) that gets its full spectrum by default, from the Gram matrix
+#: (:func:`~koopscope.rmt.singular.gram_singular_values`): up to here one gemm and a symmetric eigenproblem cost less
+#: than the Lanczos run they replace (measured: 0.044 s against ~0.1 s at 768 × 3072), and give the median noise
+#: level and α.
+FULL_SPECTRUM_MAX = 1024
 #: Leading singular values computed for a large matrix (the spike count is capped at TOP_K − 1 there).
 TOP_K = 8
 #: Residual tolerance of the 2nd..k-th singular values (σ_max keeps the default 1e-4): bulk-edge values converge
@@ -147,7 +149,7 @@ def statistics_and_vectors(matrices: Sequence[WeightMatrix], *, esd: bool = Fals
         frob = (torch.linalg.vector_norm(A, dim=(1, 2), dtype=torch.float64) ** 2).tolist()
         full = esd or min(shape) <= FULL_SPECTRUM_MAX
         top = None if full else top_singular(A, min(k, min(shape)), tol_rest=TOL_REST, seed=seed)
-        s = singular_values(A) if top is None else top.values        # (B, ·)
+        s = gram_singular_values(A) if top is None else top.values   # (B, ·)
         for b, i in enumerate(members):
             out[i] = _readings(canonical[i], s[b].cpu(), frob[b], full)
             right[i] = None if top is None else top.right[b, :, 0]
