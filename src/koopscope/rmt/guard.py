@@ -197,8 +197,9 @@ class RMTGuard:
     # ----------------------------------------------------------------------------------------- baseline
     def prepare(self, baseline: Any, *, name: str | None = None, readings: bool = False) -> RMTReport:
         """Record a copy of the baseline's weights and σ_max (with its top right singular vector where Lanczos is
-        used; one decomposition per matrix); with ``readings=True`` also every reading of :func:`~koopscope.rmt.statistics.matrix_statistics`
-        (noise level, edges, spikes, stable rank, α). Returns the baseline's statistics report."""
+        used; one decomposition per matrix); with ``readings=True`` also every reading of
+        :func:`~koopscope.rmt.statistics.matrix_statistics` (noise level, edges, spikes, stable rank, α). Returns the
+        baseline's statistics report."""
         check_param("readings", readings, bool, caller="RMTGuard.prepare", fix="pass True or False")
         matrices = _canonical(baseline, self.embeddings)
         weights = []

@@ -40,7 +40,8 @@ class Standardised:
     """ΔW restricted to its support and scaled to unit variance.
 
     ``Z`` (m', n') float32 (float64 for a float64 ΔW), ``rows`` (m',) and ``cols`` (n',) index the support in ΔW,
-    ``r`` (m',) and ``c`` (n',) the profile, with ΔW[rows][:, cols] = diag(√r) Z diag(√c); ``iterations`` the Sinkhorn sweeps taken.
+    ``r`` (m',) and ``c`` (n',) the profile, with ΔW[rows][:, cols] = diag(√r) Z diag(√c); ``iterations`` the
+    Sinkhorn sweeps taken.
     """
 
     Z: Any
