@@ -163,7 +163,7 @@ def _canonical(model: Any, embeddings: bool) -> list[WeightMatrix]:
 
 def _check_finite(wm: WeightMatrix, W: Any, which: str) -> None:
     torch = require_torch("RMTGuard")
-    if not bool(torch.isfinite(W.sum(dtype=torch.float64))):
+    if not bool(torch.isfinite(W).all()):
         raise DataError(f"The {which} model's matrix {wm.name!r} contains NaN or Inf; the guard compares finite "
                         f"weights: the {which} model is broken (reload or re-run the edit).")
 

@@ -108,7 +108,7 @@ def _check_input(A: Any, k: int, caller: str) -> None:
     if min(A.shape) < 1:
         raise DataError(f"The matrices passed to {caller} are empty (shape {tuple(A.shape)}); pass at least one "
                         "matrix with m, n >= 1.")
-    if not bool(torch.isfinite(A.sum(dtype=torch.float64))):  # one pass; NaN/Inf propagate, no overflow
+    if not bool(torch.isfinite(A).all()):
         raise DataError(f"The matrices passed to {caller} contain NaN or Inf; a weight check needs finite weights: "
                         "check the model file.")
     check_param("k", k, Interval(int, 1, min(A.shape[1:])), caller=caller,
@@ -241,7 +241,8 @@ def largest_singular(A: Any, *, start: Any = None, tol: float = TOL, seed: int =
     """σ_max of each matrix in A (B, m, n) as float64 (B,), and its right singular vector (B, n) or None.
 
     Short sides up to :data:`GRAM_MAX` use the Gram matrix (:func:`gram_singular_values`; no vector, relative error
-    ~ε), longer ones block Lanczos (:func:`top_singular`, warm-started from ``start``, certified to ``tol``).
+    ~ε of A's precision), longer ones block Lanczos (:func:`top_singular`, warm-started from ``start``, certified to
+    ``tol``).
     """
     if min(A.shape[1:]) <= GRAM_MAX:
         return gram_singular_values(A)[:, 0], None

@@ -139,7 +139,7 @@ def statistics_and_vectors(matrices: Sequence[WeightMatrix], *, esd: bool = Fals
     right: list[Any] = [None] * len(canonical)
     finite = []
     for i, wm in enumerate(canonical):
-        if bool(torch.isfinite(wm.matrix().detach().sum(dtype=torch.float64))):
+        if bool(torch.isfinite(wm.matrix().detach()).all()):
             finite.append(i)
         else:
             out[i] = _non_finite(wm)
