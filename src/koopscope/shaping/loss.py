@@ -26,7 +26,7 @@ Three choices the paper leaves open, made here and written down:
 * **The tail above τ_u** is the paper's square by default. ``tail_width=w`` continues it linearly beyond w above
   τ_u (the Huber tail: value and slope continuous at w, slope at most 2w per eigenvalue), for layers whose
   whitened radius can run to 30–1000. Measured on the seeded divergence test of ``tests/shaping``
-  (8 seeds, every step, all layers): the square keeps 7 of 8 runs stable, w = 0.25 only 3 of 8 (no KSS: 2 of 8):
+  (8 seeds, every step, all layers): the square keeps 7 of 8 runs stable, w = 0.25 only 2 of 8 (no KSS: 2 of 8):
   the square's strong pull on large radii is what stops those divergences, so it stays the default.
 
 The penalty is a symmetric function of the eigenvalues (order and conjugate pairing do not matter) and is

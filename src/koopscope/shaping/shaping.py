@@ -25,7 +25,7 @@ of lowering it, and one option:
 * **A cap on each layer's loss** (``max_layer_loss=c``, off by default): L_ℓ enters as L_ℓ · min(1, c / L_ℓ) with
   the ratio detached, i.e. a loss above c contributes its gradient direction scaled to the value c, the way
   gradient clipping bounds an update. On the seeded divergence test of ``tests/shaping`` (8 seeds) a cap of 1
-  leaves 4 of 8 runs stable and a cap of 10 5 of 8, against 7 of 8 uncapped: like the Huber tail of
+  leaves 3 of 8 runs stable and a cap of 10 5 of 8, against 7 of 8 uncapped: like the Huber tail of
   :class:`KSSConfig`, it weakens exactly the pull that prevents those divergences.
 
 Skipped steps (the penalty is 0 and the reason is logged to the ``koopscope.shaping`` logger and kept in
