@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -168,7 +168,8 @@ def run_one(spec: RunSpec, grad_step: int = 100, var_window: int = 100, spike_wi
     }
 
 
-def _worker_init() -> None:
+def worker_init() -> None:
+    """A benchmark worker: one torch thread (the workers share 2 cores)."""
     import torch
 
     torch.set_num_threads(1)
@@ -180,39 +181,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _dump(row: dict[str, Any]) -> str:
-    """One JSON line; non-finite floats become the strings "inf", "-inf", "nan"."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(row), allow_nan=False, default=_json_default)
+def json_safe(v: Any) -> Any:
+    """``v`` with non-finite floats replaced by the strings "inf", "-inf", "nan" (nested dicts and sequences)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_safe(x) for x in v]
+    return v
 
 
-def _append(path: Path, row: dict[str, Any]) -> None:
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line (non-finite floats as strings) and fsync it, so an interrupted run resumes."""
     with path.open("a", encoding="utf-8") as f:
-        f.write(_dump(row) + "\n")
+        f.write(json.dumps(json_safe(row), allow_nan=False, default=_json_default) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def _results(todo: list[RunSpec], workers: int, windows: dict[str, int]) -> Iterator[dict[str, Any]]:
-    """Rows as runs finish: in this process for one worker, else in spawned single-thread workers."""
+def pool_results(todo: Sequence[Any], workers: int, run: Callable[..., dict[str, Any]], **kwargs: Any
+                 ) -> Iterator[dict[str, Any]]:
+    """``run(spec, **kwargs)`` for every spec, rows yielded as runs finish: in this process for one worker, else in
+    spawned single-thread workers with at most 2 runs queued per worker (an interrupt loses little)."""
     if workers <= 1:
-        _worker_init()
+        worker_init()
         for spec in todo:
-            yield run_one(spec, **windows)
+            yield run(spec, **kwargs)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_init) as pool:
         pending: set[Future] = set()
         queue = iter(todo)
-        for spec in queue:  # keep at most 2 runs queued per worker, so an interrupt loses little
-            pending.add(pool.submit(run_one, spec, **windows))
+        for spec in queue:
+            pending.add(pool.submit(run, spec, **kwargs))
             if len(pending) >= 2 * workers:
                 break
         while pending:
@@ -221,7 +222,7 @@ def _results(todo: list[RunSpec], workers: int, windows: dict[str, int]) -> Iter
                 yield fut.result()
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.add(pool.submit(run_one, nxt, **windows))
+                    pending.add(pool.submit(run, nxt, **kwargs))
 
 
 def _progress(i: int, n: int, row: dict[str, Any], start: float) -> str:
@@ -276,16 +277,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(s.key)
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    _append(out, {"environment": environment("torch", "scikit-learn"), "workers": args.workers,
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_todo": len(todo)})
+    append_row(out, {"environment": environment("torch", "scikit-learn"), "workers": args.workers,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_todo": len(todo)})
     windows = {"grad_step": args.grad_step, "var_window": args.var_window, "spike_window": args.spike_window}
     start = time.perf_counter()
-    for i, row in enumerate(_results(todo, args.workers, windows), 1):
-        _append(out, row)
+    for i, row in enumerate(pool_results(todo, args.workers, run_one, **windows), 1):
+        append_row(out, row)
         print(_progress(i, len(todo), row, start), file=sys.stderr, flush=True)
     minutes = (time.perf_counter() - start) / 60
-    _append(out, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_runs": len(todo), "minutes": round(minutes, 2),
-                  "loadavg_end": list(os.getloadavg())})
+    append_row(out, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_runs": len(todo),
+                     "minutes": round(minutes, 2), "loadavg_end": list(os.getloadavg())})
     print(f"sweep done: {len(todo)} runs in {minutes:.1f} min", file=sys.stderr)
     return 0
 

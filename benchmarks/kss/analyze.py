@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchmarks.divergence.sweep import json_safe
 from scipy.stats import beta, fisher_exact
 
 from .run import (
@@ -316,16 +317,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    return v
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kss.analyze", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="benchmarks/kss/results/runs.jsonl")
@@ -348,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.json:
-        Path(args.json).write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(json_safe(result), indent=1, allow_nan=False), encoding="utf-8")
     return 0
 
 

@@ -57,23 +57,28 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from benchmarks._environment import environment
 from benchmarks.divergence.sweep import DEFAULTS as SWEEP_DEFAULTS
-from benchmarks.divergence.sweep import EVAL_SEED, PROBE_SEED, PROBE_SEQUENCES, read_rows
+from benchmarks.divergence.sweep import (
+    EVAL_SEED,
+    PROBE_SEED,
+    PROBE_SEQUENCES,
+    append_row,
+    pool_results,
+    read_rows,
+    worker_init,
+)
 
 __all__ = ["Method", "RunSpec", "main", "parse_method", "plan", "run_one", "time_methods", "train_controlled"]
 
@@ -430,56 +435,6 @@ def time_methods(methods: Sequence[str], *, norm: str = "none", init: str = INIT
 
 
 # -- driver ------------------------------------------------------------------------------------------------------
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _dump(row: dict[str, Any]) -> str:
-    """One JSON line; non-finite floats become the strings "inf", "-inf", "nan"."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(row), allow_nan=False)
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(_dump(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _results(todo: list[RunSpec], workers: int) -> Iterator[dict[str, Any]]:
-    """Rows as runs finish: in this process for one worker, else in spawned single-thread workers."""
-    if workers <= 1:
-        _worker_init()
-        for spec in todo:
-            yield run_one(spec)
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
-        pending: set[Future] = set()
-        queue = iter(todo)
-        for spec in queue:  # at most 2 runs queued per worker, so an interrupt loses little
-            pending.add(pool.submit(run_one, spec))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(run_one, nxt))
-
-
 def _progress(i: int, n: int, row: dict[str, Any], start: float) -> str:
     outcome = (f"diverged at step {row['diverged_step']} ({row['reason']})" if row["diverged"]
                else f"stable, accuracy {row['accuracy']:.3f}")
@@ -545,27 +500,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not todo and not do_timing:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    _append(out, {"environment": environment("torch"), "workers": args.workers,
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_todo": len(todo)})
+    append_row(out, {"environment": environment("torch"), "workers": args.workers,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_todo": len(todo)})
     start = time.perf_counter()
-    for i, row in enumerate(_results(todo, args.workers), 1):
-        _append(out, row)
+    for i, row in enumerate(pool_results(todo, args.workers, run_one), 1):
+        append_row(out, row)
         print(_progress(i, len(todo), row, start), file=sys.stderr, flush=True)
     if do_timing:
-        _worker_init()
+        worker_init()
         print(f"timing {','.join(timing_methods)} ({args.timing_rounds} interleaved 10-step rounds)",
               file=sys.stderr, flush=True)
         result = time_methods(timing_methods, init=args.init, arch=arch, rounds=args.timing_rounds,
                               batch_size=args.batch_size)
-        _append(out, {"row_version": ROW_VERSION, "kind": "timing", "key": tkey,
-                      "loadavg": list(os.getloadavg()), **result})
+        append_row(out, {"row_version": ROW_VERSION, "kind": "timing", "key": tkey,
+                         "loadavg": list(os.getloadavg()), **result})
         for name, t in result["methods"].items():
             print(f"  {name}: median step {t['median_step_ms']:.2f} ms ({100 * t['overhead_median_step']:+.1f} %), "
                   f"per cycle {t['median_cycle_step_ms']:.2f} ms/step ({100 * t['overhead_cycle']:+.1f} %)",
                   file=sys.stderr)
     minutes = (time.perf_counter() - start) / 60
-    _append(out, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_runs": len(todo),
-                  "minutes": round(minutes, 2), "loadavg_end": list(os.getloadavg())})
+    append_row(out, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_runs": len(todo),
+                     "minutes": round(minutes, 2), "loadavg_end": list(os.getloadavg())})
     print(f"done: {len(todo)} runs in {minutes:.1f} min", file=sys.stderr)
     return 0
 

@@ -170,17 +170,13 @@ def _finish(report: Any, corrected: Any, out: Path | None, args: argparse.Namesp
 
 def _merged(report: Any, corrected: Any, out: Path) -> Path:
     """Write the edit's report with the corrected model's check under "after_correction"."""
-    import json
-
-    from koopscope._atomic import write_text
-    from koopscope.rmt.report import _json_safe
+    from koopscope.rmt.report import write_document
 
     doc = report.to_dict()
     doc["corrected"] = list(corrected.corrected)
     doc["after_correction"] = {"verdict": corrected.verdict, "summary": corrected.summary(),
                                "checks": [c.to_dict() for c in corrected.checks]}
-    write_text(out, json.dumps(_json_safe(doc), indent=2, sort_keys=True, allow_nan=False) + "\n")
-    return out
+    return write_document(doc, out)
 
 
 def _emit_summary(report: Any) -> None:

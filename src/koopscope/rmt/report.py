@@ -27,7 +27,7 @@ from koopscope._atomic import check_output_path, write_text
 from koopscope._version import __version__
 from koopscope.rmt.discovery import FAMILIES
 
-__all__ = ["RMTReport", "SCHEMA_VERSION", "KIND"]
+__all__ = ["RMTReport", "SCHEMA_VERSION", "KIND", "write_document"]
 
 SCHEMA_VERSION = "1.0"
 KIND = "koopscope-rmt"
@@ -151,9 +151,7 @@ class RMTReport:
 
     def to_json(self, path: str | Path) -> Path:
         """Write the document atomically (sorted keys, 2-space indent; non-finite numbers as null)."""
-        target = check_output_path(path, "out")
-        write_text(target, json.dumps(_json_safe(self.to_dict()), indent=2, sort_keys=True, allow_nan=False) + "\n")
-        return target
+        return write_document(self.to_dict(), path)
 
     def table(self, *, limit: int | None = None) -> str:
         """A fixed-width per-matrix table (checks in "check" mode, readings otherwise)."""
@@ -177,6 +175,13 @@ class RMTReport:
                 f"{_num(s.noise_sigma):>9} {_num(s.mp_edge):>9} {_num(s.spikes):>6} {_num(s.stable_rank):>8} "
                 f"{_num(s.alpha):>6}" + ("" if s.finite else "  NON-FINITE") for s in self.statistics]
         return [head, *rows]
+
+
+def write_document(doc: dict[str, Any], path: str | Path) -> Path:
+    """Write a report document atomically: sorted keys, 2-space indent, non-finite numbers as null."""
+    target = check_output_path(path, "out")
+    write_text(target, json.dumps(_json_safe(doc), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return target
 
 
 def _cut(name: str, width: int = 44) -> str:
