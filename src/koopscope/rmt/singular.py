@@ -221,16 +221,17 @@ def gram_singular_values(A: Any) -> Any:
     σ_i = √λ_i(A Aᵀ) (or AᵀA, whichever is smaller): one matrix product, which runs at full gemm speed, and a
     symmetric eigenvalue problem of the short side, instead of a bidiagonalisation of A. On two CPU cores this is
     5–10× faster than a dense ``svdvals`` at 768 × 3072 and faster than a Lanczos run for σ_max alone, and it gives
-    the whole spectrum. The products run in A's precision (float32 for float32 and half-precision weights): the
-    Gram matrix squares the condition number, so σ_i carries a relative error of about ε (σ₁/σ_i)² (measured on
-    Gaussian 768 × 3072 matrices: 2e-6 for σ₁, 7e-7 for the median); only values below ~1e-3 σ₁ lose digits.
+    the whole spectrum. The product runs in A's precision (float32 for float32 and half-precision weights), the
+    eigenproblem in float64 (DESIGN.md). The Gram matrix squares the condition number, so σ_i carries a relative
+    error of about ε (σ₁/σ_i)², ε that of A's precision (measured on Gaussian 768 × 3072 float32 matrices: 2e-6 for
+    σ₁, 7e-7 for the median); only values below ~1e-3 σ₁ lose digits.
     """
     torch = require_torch("gram_singular_values")
     _check_input(A, 1, "gram_singular_values")
     A = A.to(_work_dtype(A))
     G = A @ A.transpose(1, 2) if A.shape[1] <= A.shape[2] else A.transpose(1, 2) @ A   # (B, p, p), p = min(m, n)
-    w = torch.linalg.eigvalsh(G)                                       # ascending
-    return w.flip(-1).clamp_min(0.0).to(torch.float64).sqrt()
+    w = torch.linalg.eigvalsh(G.to(torch.float64))                   # ascending; the eigenproblem in float64
+    return w.flip(-1).clamp_min(0.0).sqrt()
 
 
 #: Largest short side for which :func:`largest_singular` uses the Gram matrix rather than Lanczos.
