@@ -220,8 +220,8 @@ def gram_singular_values(A: Any) -> Any:
 
     σ_i = √λ_i(A Aᵀ) (or AᵀA, whichever is smaller): one matrix product, which runs at full gemm speed, and a
     symmetric eigenvalue problem of the short side, instead of a bidiagonalisation of A: several times faster than a
-    dense ``svdvals`` at transformer sizes on two CPU cores, and it gives the whole spectrum. The product runs in A's precision (float32 for float32 and half-precision weights), the
-    eigenproblem in float64 (DESIGN.md). The Gram matrix squares the condition number, so σ_i carries a relative
+    dense ``svdvals`` at transformer sizes on two CPU cores, and it gives the whole spectrum. The product runs in A's
+    precision (float32 for float32 and half-precision weights), the eigenproblem in float64 (DESIGN.md). The Gram matrix squares the condition number, so σ_i carries a relative
     error of about ε (σ₁/σ_i)², ε that of A's precision (measured on Gaussian 768 × 3072 float32 matrices: 2e-6 for
     σ₁, 7e-7 for the median); only values below ~1e-3 σ₁ lose digits.
     """
