@@ -221,9 +221,10 @@ def gram_singular_values(A: Any) -> Any:
     σ_i = √λ_i(A Aᵀ) (or AᵀA, whichever is smaller): one matrix product, which runs at full gemm speed, and a
     symmetric eigenvalue problem of the short side, instead of a bidiagonalisation of A: several times faster than a
     dense ``svdvals`` at transformer sizes on two CPU cores, and it gives the whole spectrum. The product runs in A's
-    precision (float32 for float32 and half-precision weights), the eigenproblem in float64 (DESIGN.md). The Gram matrix squares the condition number, so σ_i carries a relative
-    error of about ε (σ₁/σ_i)², ε that of A's precision (measured on Gaussian 768 × 3072 float32 matrices: 2e-6 for
-    σ₁, 7e-7 for the median); only values below ~1e-3 σ₁ lose digits.
+    precision (float32 for float32 and half-precision weights), the eigenproblem in float64 (DESIGN.md). The Gram
+    matrix squares the condition number, so σ_i carries a relative error of about ε (σ₁/σ_i)², ε that of A's
+    precision (float32: σ₁ and the median within 1e-5, tests/rmt/test_singular.py); only values below ~1e-3 σ₁ lose
+    digits.
     """
     torch = require_torch("gram_singular_values")
     _check_input(A, 1, "gram_singular_values")
