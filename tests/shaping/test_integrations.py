@@ -136,34 +136,45 @@ def test_lightning_step_helper_and_callback() -> None:
 # -- DistributedDataParallel over gloo -----------------------------------------------------------------------------
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def _ddp_train(rank: int, world: int) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
+
+    net = residual_mlp(0, d=16, L=4)  # the same initial weights on every rank
+    ddp = DistributedDataParallel(net)
+    shaping = ks.shaping.SpectralShaping(ddp, every=1, layer_fraction=1.0, rank=8, blocks=net.blocks)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(100 + rank)  # each rank its own micro-batches
+    penalties, finite = [], True
+    for _ in range(3):
+        x, y = map_batch(g)
+        loss = F.cross_entropy(ddp(x).reshape(-1, 32), y.reshape(-1)) + shaping(ddp)
+        opt.zero_grad()
+        loss.backward()
+        finite &= all(bool(torch.isfinite(p.grad).all()) for p in ddp.parameters())
+        penalties.append(shaping.last.penalty)
+        opt.step()
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    spread = max(float((t - gathered[0]).abs().max()) for t in gathered)
+    return {"penalties": penalties, "finite": finite, "spread": spread}
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import gc
+
+    import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        net = residual_mlp(0, d=16, L=4)  # the same initial weights on every rank
-        ddp = DistributedDataParallel(net)
-        shaping = ks.shaping.SpectralShaping(ddp, every=1, layer_fraction=1.0, rank=8, blocks=net.blocks)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
-        g = torch.Generator().manual_seed(100 + rank)  # each rank its own micro-batches
-        penalties, finite = [], True
-        for _ in range(3):
-            x, y = map_batch(g)
-            loss = F.cross_entropy(ddp(x).reshape(-1, 32), y.reshape(-1)) + shaping(ddp)
-            opt.zero_grad()
-            loss.backward()
-            finite &= all(bool(torch.isfinite(p.grad).all()) for p in ddp.parameters())
-            penalties.append(shaping.last.penalty)
-            opt.step()
-        flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
-        gathered = [torch.empty_like(flat) for _ in range(world)]
-        dist.all_gather(gathered, flat)
-        spread = max(float((t - gathered[0]).abs().max()) for t in gathered)
+        result = _ddp_train(rank, world)
         with open(f"{out_dir}/rank{rank}.json", "w") as fh:
-            json.dump({"penalties": penalties, "finite": finite, "spread": spread}, fh)
+            json.dump(result, fh)
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it
     finally:
+        gc.collect()  # the DDP reducer releases the process group before it is destroyed
         dist.destroy_process_group()
 
 
