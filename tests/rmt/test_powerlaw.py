@@ -75,7 +75,7 @@ def test_small_blocks_give_the_same_fit(monkeypatch):
     rng = np.random.default_rng(4)
     lam = _pareto(rng, 3.0, 2.0, 500)
     whole = powerlaw_alpha(lam)
-    monkeypatch.setattr(powerlaw, "BLOCK_CELLS", 1000)        # two candidates per block
+    monkeypatch.setattr(powerlaw, "ROWS", 2)                  # two candidates per block
     assert powerlaw_alpha(lam) == whole
 
 

@@ -9,7 +9,10 @@ torch = pytest.importorskip("torch")
 from koopscope.errors import DataError, ParameterError  # noqa: E402
 from koopscope.rmt.singular import (  # noqa: E402
     GRAM_MAX,
+    PARALLEL_MIN,
+    gram,
     gram_singular_values,
+    gram_spectrum,
     largest_singular,
     singular_values,
     top_singular,
@@ -131,6 +134,30 @@ def test_gram_spectrum_matches_svdvals(shape: tuple[int, int]) -> None:
     g32 = gram_singular_values(A.float())
     for i in (0, min(shape) // 2):
         assert torch.all((g32[:, i] - dense[:, i]).abs() <= 1e-5 * dense[:, i])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["c", "transposed", "strided", "tall"])
+def test_gram_of_every_memory_layout_is_the_full_short_side_product(dtype: torch.dtype, layout: str) -> None:
+    # The CPU path runs BLAS syrk on whatever layout a weight arrives in (Conv1D hands over a transposed view,
+    # a fused q/k/v split a strided one) and must return the whole symmetric matrix, not one triangle.
+    W = _gaussian(1, 40, 90, seed=13)[0].to(dtype)
+    A = {"c": W, "transposed": W.T, "strided": W[:, ::2], "tall": W.T.contiguous()}[layout]
+    reference = A.double() @ A.double().T if A.shape[0] <= A.shape[1] else A.double().T @ A.double()
+    G = gram(A)
+    assert G.dtype == dtype and G.shape == reference.shape
+    tolerance = 1e-13 if dtype == torch.float64 else 1e-6   # float32 accumulation over ≤ 90 products
+    assert torch.allclose(G.double(), reference, rtol=0, atol=tolerance * float(reference.abs().max()))
+
+
+def test_parallel_batch_eigensolves_equal_serial_ones(monkeypatch) -> None:
+    # Above PARALLEL_MIN the batch is spread over threads; the values must not depend on it.
+    A = _gaussian(3, PARALLEL_MIN, PARALLEL_MIN + 8, seed=14)
+    G = gram(A)
+    parallel = gram_spectrum(G)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert torch.equal(parallel, gram_spectrum(G))
+    assert torch.allclose(parallel, torch.linalg.svdvals(A), rtol=1e-9)
 
 
 def test_largest_singular_switches_to_lanczos_above_gram_max() -> None:

@@ -21,6 +21,7 @@ edges, thresholds and BBP quantities scale by c, counts do not change.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -276,10 +277,13 @@ def tw_center_scale(shape: tuple[int, int]) -> tuple[float, float]:
 
     (λ₁ − μ) / τ → TW₁, with an error of order N^{−2/3} in the distribution function.
     """
-    m, n = check_shape(shape, "tw_center_scale")
-    a, b = np.sqrt(m - 0.5), np.sqrt(n - 0.5)
+    return _center_scale(*check_shape(shape, "tw_center_scale"))
+
+
+def _center_scale(m: int, n: int) -> tuple[float, float]:
+    a, b = math.sqrt(m - 0.5), math.sqrt(n - 0.5)
     mu = (a + b) ** 2
-    return float(mu), float(np.sqrt(mu) * (1.0 / a + 1.0 / b) ** (1.0 / 3.0))
+    return mu, math.sqrt(mu) * (1.0 / a + 1.0 / b) ** (1.0 / 3.0)
 
 
 def tw_threshold(sigma: float, shape: tuple[int, int], alpha: float) -> float:
@@ -297,8 +301,13 @@ def tw_threshold(sigma: float, shape: tuple[int, int], alpha: float) -> float:
     sigma = _check_sigma(sigma, caller)
     check_param("alpha", alpha, ALPHA_RANGE, caller=caller,
                 fix="pass the false-alarm probability of the test, e.g. 0.01")
-    mu, tau = tw_center_scale((m, n))
-    return float(sigma * np.sqrt(max(mu + tau * tw1_quantile(1.0 - alpha), 0.0)))
+    return _tw_value(sigma, m, n, tw1_quantile(1.0 - alpha))
+
+
+def _tw_value(sigma: float, m: int, n: int, quantile: float) -> float:
+    """σ √(μ + τ q) for checked arguments (the inner loop of :func:`spike_count`)."""
+    mu, tau = _center_scale(m, n)
+    return sigma * math.sqrt(max(mu + tau * quantile, 0.0))
 
 
 def _sigma_after(values: np.ndarray, shape: tuple[int, int], k: int, method: str, frobenius_sq: float) -> float:
@@ -368,9 +377,10 @@ def spike_count(s: object, shape: tuple[int, int], *, alpha: float = 0.01, sigma
     else:
         total = _check_noise_inputs(values, (m, n), method, frobenius_sq, caller, trim_all=False)
     limit = min(values.size, min(m, n) - 1)
+    quantile = tw1_quantile(1.0 - alpha)
     for k in range(limit):
         sigma_k = sigma if sigma is not None else _sigma_after(values, (m, n), k, method, total)
-        if values[k] <= tw_threshold(sigma_k, (m - k, n - k), alpha):
+        if values[k] <= _tw_value(sigma_k, m - k, n - k, quantile):
             return k
     return limit
 
