@@ -1,5 +1,5 @@
 """_linalg: Marchenko-Pastur median and the Gavish-Donoho threshold against independent estimates, rank
-selection, spectrum ordering, the real-complex product and the eigensolver wrapper."""
+selection, spectrum ordering, the real-complex product, the eigensolver wrapper and the triangular inverse."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import scipy.linalg as sla
 
 from koopscope._linalg import (
+    TRIANGULAR_LEAF,
     eig_left_right,
+    lower_triangular_inverse,
     mp_median,
     numerical_rank,
     real_matmul,
@@ -338,3 +340,16 @@ def test_left_eigenvectors_satisfy_their_equation(split):
     np.testing.assert_allclose(A @ V, V * lam, atol=1e-9)
     if split == 1e-18:  # this one takes the LAPACK left-vector fallback
         assert np.linalg.norm(np.linalg.inv(np.linalg.eig(A)[1]), axis=1).max() > EIGENVALUE_CONDITION_LIMIT
+
+
+@pytest.mark.parametrize("D", [1, 7, TRIANGULAR_LEAF, TRIANGULAR_LEAF + 1, 3 * TRIANGULAR_LEAF + 5])
+def test_lower_triangular_inverse_matches_a_dense_inverse(D: int) -> None:
+    # Sizes on both sides of the leaf and an odd split; the factor of a covariance, as whitening inverts it.
+    rng = np.random.default_rng(D)
+    X = rng.standard_normal((2 * D + 3, D))
+    L = np.linalg.cholesky(X.T @ X / (2 * D) + 1e-5 * np.eye(D))
+    inverse = lower_triangular_inverse(L)
+    assert np.array_equal(inverse, np.tril(inverse))
+    # Backward-stable blocks: L⁻¹L = I to a few ulps times κ(L), here below 1e3.
+    assert np.abs(inverse @ L - np.eye(D)).max() < 1e-12
+    assert np.allclose(inverse, np.linalg.inv(L), rtol=0, atol=1e-12 * np.abs(inverse).max())

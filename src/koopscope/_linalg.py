@@ -5,6 +5,7 @@
   Marchenko-Pastur median (not the cubic fit).
 - :func:`truncation_rank`: full / int / energy / "svht" rank selection on a vector of singular values.
 - :func:`eig_left_right`: eigenvalues with right and left eigenvectors of a small dense operator.
+- :func:`lower_triangular_inverse`: L⁻¹ of a lower-triangular matrix by blocks, in numpy's BLAS.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from koopscope.errors import NumericalError, ParameterError
 __all__ = [
     "real_matmul",
     "eig_left_right",
+    "lower_triangular_inverse",
     "mp_median",
     "numerical_rank",
     "sort_spectrum",
@@ -38,6 +40,31 @@ def real_matmul(R: np.ndarray, C: np.ndarray) -> np.ndarray:
     k = C.shape[1]
     RC = R @ np.hstack([C.real, C.imag])  # (m, 2k)
     return RC[:, :k] + 1j * RC[:, k:]
+
+
+#: Blocks up to this size are inverted by ``np.linalg.inv``; larger ones are split in two.
+TRIANGULAR_LEAF = 128
+
+
+def lower_triangular_inverse(L: np.ndarray) -> np.ndarray:
+    """L⁻¹ (D, D) of a non-singular lower-triangular L (D, D), by the block identity
+
+        [[A, 0], [B, C]]⁻¹ = [[A⁻¹, 0], [−C⁻¹ B A⁻¹, C⁻¹]],
+
+    recursively: D³/3 flops, all in matrix products, against the 2D³ of a general inverse (768: 4 against 26 ms),
+    and in numpy's BLAS pool (LAPACK's ``trtri`` through scipy would run on scipy's, which contends with numpy's
+    threads). Exactly lower triangular (the upper part is zero).
+    """
+    D = L.shape[0]
+    if D <= TRIANGULAR_LEAF:
+        return np.tril(np.linalg.inv(L))
+    h = D // 2
+    A_inv = lower_triangular_inverse(L[:h, :h])                   # (h, h)
+    C_inv = lower_triangular_inverse(L[h:, h:])                   # (D − h, D − h)
+    out = np.zeros_like(L)
+    out[:h, :h], out[h:, h:] = A_inv, C_inv
+    out[h:, :h] = -C_inv @ (L[h:, :h] @ A_inv)                     # (D − h, h)
+    return out
 
 
 def sort_spectrum(eigenvalues: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ Full rank (the default): the moments of the pairs give the whitened Galerkin mat
 single decomposition come the eigenvalues, the masses, ρ, κ(V) (from the bi-orthogonal eigenvectors), the Kreiss
 constant (:mod:`koopscope.spectral.nonnormality`), η_nl and the whitened relative update
 (:mod:`koopscope.spectral.nonlinearity`). Rank r: :func:`koopscope.dmd.whitened.whitened_sketch` (Cholesky
-whitening and a randomized POD, O(N·D·r + D³/3)), with η_nl
-and the whitened update not computed (they need the full-rank moments that rank r exists to avoid).
+whitening and a randomized subspace iteration for the r leading principal directions, O(N·D² + D²·r), no D × D
+eigendecomposition), with η_nl and the whitened update not computed (they need the full-rank moments).
 
 The raw relative update is ‖Y − X‖_F / ‖X‖_F over the N sampled tokens (uncentred states, as the residual
 stream is): how far one block moves the stream.

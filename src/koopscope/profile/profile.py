@@ -24,7 +24,7 @@ Non-finite states are an error (:class:`~koopscope.errors.DataError` naming the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -184,6 +184,16 @@ def _states_of(model_or_states: Any, inputs: Any, capture_options: dict[str, Any
     return list(states.states), states.layers, dict(states.provenance)
 
 
+def _float64(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs in float64, one at a time, each state converted once (the target of one transition is the source
+    of the next), with at most two converted states alive at a time."""
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    for X, Y in pairs:
+        X64 = previous[1] if previous is not None and previous[0] is X else np.asarray(X, dtype=np.float64)
+        previous = (Y, np.asarray(Y, dtype=np.float64))
+        yield X64, previous[1]
+
+
 def profile(model_or_states: Any, inputs: Any = None, *, rank: int | None = None, eps: float = WHITENING_EPS,
             bands: SpectralBands | None = None, residual_threshold: float = RESIDUAL_THRESHOLD,
             kreiss_dim: int = 16, small_update: float = SMALL_UPDATE, calibration: Any = None,
@@ -249,7 +259,7 @@ def profile(model_or_states: Any, inputs: Any = None, *, rank: int | None = None
     pairs = tuple((states[k], states[k + 1]) for k in transitions)
     profiles = tuple(layer_profile(X, Y, layers[k], rank=rank, eps=eps, bands=bands,
                                    residual_threshold=residual_threshold, kreiss_dim=kreiss_dim, seed=seed)
-                     for k, (X, Y) in zip(transitions, pairs, strict=True))
+                     for k, (X, Y) in zip(transitions, _float64(pairs), strict=True))
     summary = {name: aggregate([lp.features[name] for lp in profiles]) for name in FEATURES}
     flags = []
     for lp in profiles:

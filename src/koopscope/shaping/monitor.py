@@ -43,7 +43,7 @@ from koopscope._validation import Interval, Options, check_param, check_seed
 from koopscope.capture.adapters import resolve_blocks
 from koopscope.capture.tap import Tap
 from koopscope.dmd.spectrum import RESIDUAL_THRESHOLD
-from koopscope.dmd.whitened import WHITENING_EPS, whitened, whitened_galerkin, whitened_moments
+from koopscope.dmd.whitened import WHITENING_EPS, whitened_galerkin, whitened_moments, whitened_sketch
 from koopscope.errors import ParameterError
 from koopscope.shaping.schedule import Schedule
 from koopscope.shaping.shaping import unwrap
@@ -85,8 +85,8 @@ def layer_features(X: np.ndarray, Y: np.ndarray, *, rank: int | None = None, eps
         lam = eig_left_right(wg.operator, left=False, right=True)[0]  # (r,) as decompose() gets them
         eta: float | None = nonlinearity_ratio(wg.G, wg.A, wg.L, wg.operator)
     else:
-        lam = whitened(X, Y, rank=rank, eps=eps, residual_threshold=RESIDUAL_THRESHOLD, seed=seed,
-                       orientation="rows", reason=f"SpectralMonitor: rank-{rank} randomized whitened DMD").eigenvalues
+        lam = whitened_sketch(X, Y, rank=rank, eps=eps, residual_threshold=RESIDUAL_THRESHOLD, seed=seed,
+                              reason=f"SpectralMonitor: rank-{rank} randomized whitened DMD").eigenvalues
         eta = None
     return {"near_unit_mass": mass_partition(lam, bands)["near_unit_mass"],
             "spectral_radius": float(np.abs(lam).max()), "eta_nl": eta}
