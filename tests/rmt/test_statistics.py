@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 from koopscope.rmt.bulk import bbp_threshold  # noqa: E402
 from koopscope.rmt.discovery import find_matrices  # noqa: E402
+from koopscope.rmt.singular import gram  # noqa: E402
 from koopscope.rmt.statistics import FULL_SPECTRUM_MAX, matrix_statistics, read_model  # noqa: E402
 from koopscope.rmt.variance import standardise  # noqa: E402
 
@@ -57,6 +58,26 @@ def test_non_finite_weights_are_a_finding_not_a_crash() -> None:
     assert report.flagged and report.non_finite == ["1.weight"]
     assert report.statistics[0].finite and not report.statistics[1].finite
     assert "NON-FINITE" in report.table()
+
+
+def test_a_nan_weight_and_a_gram_overflow_are_told_apart() -> None:
+    # Full-spectrum readings check finiteness on the Gram matrix: a NaN weight is a finding, but a finite float32
+    # weight whose Gram matrix overflows (entries ~3e18: row norms² up to 137 · 9e36, past float32's 3.4e38) is read
+    # in float64 instead, with the right σ_max, the matrix's own ‖W‖_F and a NaN-free spike count.
+    gen = torch.Generator().manual_seed(4)
+    W = torch.randn(64, 96, generator=gen)
+    nan, huge = W.clone(), 3e18 * W
+    nan[0, 0] = float("nan")
+    assert not bool(torch.isfinite(gram(huge)).all())                # the float32 Gram matrix does overflow
+    stats = matrix_statistics(find_matrices(_model(W, nan, huge)))
+    assert [s.finite for s in stats] == [True, False, True]
+    assert stats[1].sigma_max is None and stats[1].spikes is None
+    dense = torch.linalg.svdvals(huge.double())
+    assert stats[2].full_spectrum and stats[2].sigma_max == pytest.approx(float(dense[0]), rel=1e-6)
+    assert stats[2].frobenius == pytest.approx(float(torch.linalg.norm(huge.double())), rel=1e-6)
+    # Readings are scale-invariant: the huge copy has W's spike count and α, and σ̂ scaled by 3e18.
+    assert stats[2].spikes == stats[0].spikes and stats[2].alpha == pytest.approx(stats[0].alpha, rel=1e-6)
+    assert stats[2].noise_sigma == pytest.approx(3e18 * stats[0].noise_sigma, rel=1e-6)
 
 
 def test_report_document(tmp_path) -> None:

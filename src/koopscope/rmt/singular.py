@@ -33,8 +33,7 @@ from koopscope._validation import Interval, check_param, check_seed
 from koopscope.capture._deps import require_torch
 from koopscope.errors import DataError, NumericalError
 
-__all__ = ["TopSingular", "top_singular", "singular_values", "gram_singular_values", "gram", "gram_spectrum",
-           "largest_singular", "GRAM_MAX", "PARALLEL_MIN"]
+__all__ = ["TopSingular", "top_singular", "singular_values", "gram_singular_values", "largest_singular", "GRAM_MAX"]
 
 #: Relative residual at which Ritz pairs are accepted: σ̃ is then within tol·σ₁ of σ for sure and, in practice, within
 #: about tol² (module doc). float32 products cannot reach residuals much below 1e-5; use float64 matrices for that.
