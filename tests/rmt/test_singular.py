@@ -160,6 +160,20 @@ def test_parallel_batch_eigensolves_equal_serial_ones(monkeypatch) -> None:
     assert torch.allclose(parallel, torch.linalg.svdvals(A), rtol=1e-9)
 
 
+def test_largest_singular_of_a_sequence_equals_the_stacked_batch() -> None:
+    # The guard passes its weights unstacked; the values must not depend on it, on either path.
+    small = [_gaussian(1, 40, 90, seed=s)[0] for s in (15, 16)]
+    assert torch.equal(largest_singular(small)[0], largest_singular(torch.stack(small))[0])
+    with pytest.raises(DataError, match="non-empty sequence of 2-D tensors of one shape"):
+        largest_singular([small[0], small[0][:, :80]])
+    with pytest.raises(DataError, match="non-empty sequence"):
+        largest_singular([])
+    bad = small[1].clone()
+    bad[2, 3] = float("nan")
+    with pytest.raises(DataError, match="contain NaN or Inf"):
+        largest_singular([small[0], bad])
+
+
 def test_largest_singular_switches_to_lanczos_above_gram_max() -> None:
     small = _gaussian(1, 40, 90, seed=11)
     value, vector = largest_singular(small)

@@ -145,6 +145,7 @@ class _Baseline:
     weights: list[Any]                   # (m, n) copies
     sigma: list[float]
     right: list[Any]                     # (n,) top right singular vector or None
+    resolution: list[float]              # storage-rounding RMS of each baseline matrix (_resolution)
     report: RMTReport
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -213,7 +214,8 @@ class RMTGuard:
             stats, right = _sigma_only(matrices, weights, self.seed)
         sigma = [s.sigma_max for s in stats]
         report = RMTReport.from_statistics(stats, model=name)
-        self._baseline = _Baseline(matrices, weights, sigma, right, report, {"name": name})
+        self._baseline = _Baseline(matrices, weights, sigma, right, [_resolution(W) for W in weights], report,
+                                   {"name": name})
         return report
 
     def _require_baseline(self, caller: str) -> _Baseline:
@@ -239,10 +241,10 @@ class RMTGuard:
         matrices = self._edited(edited, base)
         sigma_edit = self._sigma_edit(matrices, base)
         rms = [_rms(_delta(wm, W0)) for wm, W0 in zip(matrices, base.weights, strict=True)]
-        changed = [i for i, r in enumerate(rms) if r > _resolution(base.weights[i])]
+        changed = [i for i, r in enumerate(rms) if r > base.resolution[i]]
         spikes = self._spikes(matrices, base, changed)
         level = self.policy.alpha / max(len(changed), 1)
-        checks = [self._verdict(wm, base.sigma[i], sigma_edit[i], rms[i], base.weights[i], spikes.get(i), level)
+        checks = [self._verdict(wm, base.sigma[i], sigma_edit[i], rms[i], base.resolution[i], spikes.get(i), level)
                   for i, wm in enumerate(matrices)]
         return RMTReport.from_checks(checks, base.report.statistics, self.policy, model=name,
                                      baseline=base.meta.get("name"))
@@ -254,7 +256,7 @@ class RMTGuard:
         for wm in matrices:
             _check_finite(wm, wm.matrix().detach(), "edited")
         for _shape, idx in by_shape(matrices, lambda wm: wm.shape).items():
-            A = torch.stack([matrices[i].matrix().detach().to(base.weights[i].device) for i in idx])
+            A = [matrices[i].matrix().detach().to(base.weights[i].device) for i in idx]
             starts = [base.right[i] for i in idx]
             start = None if any(v is None for v in starts) else torch.stack(starts)
             values = largest_singular(A, start=start, seed=self.seed)[0].tolist()
@@ -282,11 +284,11 @@ class RMTGuard:
                 out.update({i: (values[b], tuple(Z[i].shape)) for b, i in enumerate(group)})
         return out
 
-    def _verdict(self, wm: WeightMatrix, sigma_base: float, sigma_edit: float, rms: float, base_weight: Any,
+    def _verdict(self, wm: WeightMatrix, sigma_base: float, sigma_edit: float, rms: float, resolution: float,
                  spike: tuple[float, tuple[int, int]] | None, level: float) -> MatrixCheck:
         m, n = wm.shape
         eps = float(self.policy.epsilon[wm.family])
-        if spike is None and rms <= _resolution(base_weight):
+        if spike is None and rms <= resolution:
             return MatrixCheck(wm.name, wm.family, wm.shape, False, sigma_base, sigma_edit, 0.0, 0.0, 0.0, None, None,
                                None, eps, False, "unchanged" if rms == 0.0 else "rounding")
         deadband = rms * (math.sqrt(m) + math.sqrt(n))
@@ -330,11 +332,11 @@ class RMTGuard:
 def _sigma_only(matrices: Sequence[WeightMatrix], weights: Sequence[Any], seed: int
                 ) -> tuple[list[MatrixStatistics], list[Any]]:
     """σ_max and the top right singular vector of every matrix (batched by shape), as bare statistics."""
-    torch = require_torch("RMTGuard.prepare")
+    require_torch("RMTGuard.prepare")
     stats: list[Any] = [None] * len(matrices)
     right: list[Any] = [None] * len(matrices)
     for _shape, idx in by_shape(matrices, lambda wm: wm.shape).items():
-        values, vectors = largest_singular(torch.stack([weights[i] for i in idx]), seed=seed)
+        values, vectors = largest_singular([weights[i] for i in idx], seed=seed)
         for b, i in enumerate(idx):
             wm = matrices[i]
             right[i] = None if vectors is None else vectors[b]
@@ -347,7 +349,8 @@ def _sigma_only(matrices: Sequence[WeightMatrix], weights: Sequence[Any], seed: 
 def _resolution(W0: Any) -> float:
     """The RMS below which an edit of W0 is storage rounding: half a unit roundoff of W0's dtype times its RMS."""
     torch = require_torch("RMTGuard")
-    return 0.5 * torch.finfo(W0.dtype).eps * float(W0.to(torch.float64).pow(2).mean().sqrt())
+    rms = float(torch.linalg.vector_norm(W0, dtype=torch.float64)) / math.sqrt(W0.numel())
+    return 0.5 * torch.finfo(W0.dtype).eps * rms
 
 
 def _delta(wm: WeightMatrix, W0: Any) -> Any:

@@ -99,7 +99,7 @@ def _work_dtype(A: Any) -> Any:
     return A.dtype if A.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _check_input(A: Any, k: int, caller: str) -> None:
+def _check_input(A: Any, k: int, caller: str, *, finite: bool = True) -> None:
     torch = require_torch(caller)
     if not isinstance(A, torch.Tensor) or A.ndim != 3:
         raise DataError(f"The matrices passed to {caller} must be a torch tensor of shape (B, m, n); got "
@@ -108,7 +108,7 @@ def _check_input(A: Any, k: int, caller: str) -> None:
     if min(A.shape) < 1:
         raise DataError(f"The matrices passed to {caller} are empty (shape {tuple(A.shape)}); pass at least one "
                         "matrix with m, n >= 1.")
-    if not bool(torch.isfinite(A).all()):
+    if finite and not bool(torch.isfinite(A).all()):
         raise DataError(f"The matrices passed to {caller} contain NaN or Inf; a weight check needs finite weights: "
                         "check the model file.")
     check_param("k", k, Interval(int, 1, min(A.shape[1:])), caller=caller,
@@ -227,8 +227,25 @@ def gram_singular_values(A: Any) -> Any:
     digits.
     """
     require_torch("gram_singular_values")
-    _check_input(A, 1, "gram_singular_values")
-    return gram_spectrum(gram(A))
+    _check_input(A, 1, "gram_singular_values", finite=False)
+    return gram_spectrum(finite_gram(A, "gram_singular_values"))
+
+
+def finite_gram(A: Any, caller: str) -> Any:
+    """The Gram matrices (B, p, p) (:func:`gram`) of A (B, m, n) or of a sequence of B matrices (m, n) of one shape
+    (each formed from its own weight: no stacked copy of the weights).
+
+    Finiteness is checked on the Gram matrices rather than on A: a NaN or Inf weight makes its Gram matrix
+    non-finite (its diagonal holds squared norms), so only then are the weights themselves read; finite weights
+    whose float32 products overflow are redone in float64.
+    """
+    torch = require_torch(caller)
+    G = gram(A) if isinstance(A, torch.Tensor) else torch.stack([gram(W) for W in A])   # (B, p, p)
+    if not bool(torch.isfinite(G).all()):
+        stacked = A if isinstance(A, torch.Tensor) else torch.stack(list(A))
+        _check_input(stacked, 1, caller)                             # raises for a non-finite weight
+        G = gram(stacked.double())
+    return G
 
 
 def gram(A: Any) -> Any:
@@ -278,12 +295,22 @@ GRAM_MAX = 1024
 
 
 def largest_singular(A: Any, *, start: Any = None, tol: float = TOL, seed: int = 0) -> tuple[Any, Any]:
-    """σ_max of each matrix in A (B, m, n) as float64 (B,), and its right singular vector (B, n) or None.
+    """σ_max of each matrix in A as float64 (B,), and its right singular vector (B, n) or None.
 
-    Short sides up to :data:`GRAM_MAX` use the Gram matrix (:func:`gram_singular_values`; no vector, relative error
-    ~ε of A's precision), longer ones block Lanczos (:func:`top_singular`, warm-started from ``start``, certified to
+    A is a tensor (B, m, n) or a sequence of B tensors (m, n) of one shape. Short sides up to :data:`GRAM_MAX` use
+    the Gram matrix (:func:`gram_singular_values`; no vector, relative error ~ε of A's precision; a sequence is
+    never stacked), longer ones block Lanczos (:func:`top_singular`, warm-started from ``start``, certified to
     ``tol``).
     """
+    torch = require_torch("largest_singular")
+    if not isinstance(A, torch.Tensor):
+        A = list(A)
+        if not A or not all(isinstance(W, torch.Tensor) and W.ndim == 2 and W.shape == A[0].shape for W in A):
+            raise DataError("The matrices passed to largest_singular must be a (B, m, n) tensor or a non-empty "
+                            "sequence of 2-D tensors of one shape; group the weights by shape first.")
+        if min(A[0].shape) <= GRAM_MAX:
+            return gram_spectrum(finite_gram(A, "largest_singular"))[:, 0], None
+        A = torch.stack(A)
     if min(A.shape[1:]) <= GRAM_MAX:
         return gram_singular_values(A)[:, 0], None
     top = top_singular(A, 1, start=start, tol=tol, seed=seed)
