@@ -8,7 +8,12 @@ import pytest
 import koopscope as ks
 from koopscope.errors import DataError, ParameterError
 from koopscope.profile import SMALL_UPDATE, aggregate
-from koopscope.spectral.nonnormality import eigenvector_condition, kreiss_constant, resolvent_ratio
+from koopscope.spectral.nonnormality import (
+    biorthogonal_condition,
+    eigenvector_condition,
+    kreiss_constant,
+    resolvent_ratio,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -87,6 +92,24 @@ def test_kreiss_constant_against_dense_brute_force() -> None:
     assert kreiss_constant(A) >= brute * (1 - 1e-9)  # the optimiser never does worse than the dense grid
     assert kreiss_constant(np.diag([1.2, 0.5])) == np.inf
     assert kreiss_constant(np.diag([0.99, -0.5])) == 1.0  # normal contraction
+
+
+@pytest.mark.parametrize("d", [60, 300])
+def test_kappa_from_left_and_right_eigenvectors_matches_the_dense_svd(d: int) -> None:
+    # d = 300 takes the Lanczos route (certified to 1e-12 by its residual bound), d = 60 the dense one; a
+    # non-normal operator (upper-triangular coupling), a real-complex mix of eigenvalues, κ(V) in the hundreds.
+    rng = np.random.default_rng(d)
+    A = rng.standard_normal((d, d)) / np.sqrt(d) + np.triu(rng.standard_normal((d, d)), 1) / d
+    lam, V = np.linalg.eig(A)
+    U = np.linalg.inv(V).conj().T  # left eigenvectors: columns u_j with u_jᴴ A = λ_j u_jᴴ
+    dense = eigenvector_condition(V)
+    assert 10 < dense < 1e8 and np.iscomplexobj(V)
+    assert biorthogonal_condition(V, U * rng.uniform(0.5, 2.0, d)) == pytest.approx(dense, rel=1e-9)
+    # Two eigenvectors 1e-14 apart: κ(V) ~ 1e14 is past 1 / (ε·d), so numerically defective on both routes.
+    V[:, 1] = V[:, 0] + 1e-14 * V[:, 1]
+    V /= np.linalg.norm(V, axis=0)
+    assert eigenvector_condition(V) == np.inf
+    assert biorthogonal_condition(V, np.linalg.inv(V).conj().T) == np.inf
 
 
 def test_kreiss_of_a_restriction_is_a_lower_bound() -> None:

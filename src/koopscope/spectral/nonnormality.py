@@ -5,9 +5,10 @@ large when eigenvectors are nearly parallel, infinite when A is defective. It is
 
 For a large operator whose left eigenvectors are known (``Spectrum.eigenfunctions``), κ(V) needs no new
 decomposition: with unit-norm right vectors v_j and left vectors u_j (u_jᴴA = λ_j u_jᴴ), V⁻¹ has rows
-u_jᴴ / (u_jᴴ v_j), so κ(V) = ‖V‖₂ ‖diag(1 / u_jᴴv_j) Uᴴ‖₂. Up to 1024 eigenvectors one dense SVD of V is
-as fast; beyond, the two largest singular values come from seeded block subspace iteration on MᴴM (numpy only:
-scipy's ARPACK runs on a second BLAS thread pool that contends with numpy's on small machines).
+u_jᴴ / (u_jᴴ v_j), so κ(V) = ‖V‖₂ ‖diag(1 / u_jᴴv_j) Uᴴ‖₂. Up to 128 eigenvectors one dense SVD of V is
+cheapest; beyond, each 2-norm comes from Lanczos on MᴴM, certified to 1e-12 by its residual bound (768 complex
+eigenvectors: 27 ms against 212 ms for the SVD; numpy only: scipy's ARPACK runs on a second BLAS thread pool that
+contends with numpy's on small machines). Both routes call κ(V) infinite at the same point, κ ≥ 1 / (ε·d).
 
 The Kreiss constant (RKSP Eq. 29)
 
@@ -59,23 +60,40 @@ def eigenvector_condition(V: np.ndarray) -> float:
     return float(sv[0] / sv[-1])
 
 
-_DENSE_NORM = 1024  # up to this many columns, dense SVDs
-_BLOCK, _ITERATIONS = 8, 40
+_DENSE_NORM = 128  # up to this many columns a dense SVD; beyond, Lanczos (768 × 768 complex: 27 against 212 ms)
+_NORM_TOL = 1e-12  # relative residual bound at which the Lanczos Ritz value is accepted
+_NORM_STEPS = 300  # Lanczos steps before falling back to the dense SVD
 
 
-def _norm2(M: np.ndarray) -> float:
-    """‖M‖₂, the largest singular value: dense SVD for small M, block subspace iteration on MᴴM otherwise.
+def _norm2(M: np.ndarray, *, seed: int = 0) -> float:
+    """‖M‖₂, the largest singular value of M (d, k): a dense SVD for small M, else Lanczos on MᴴM.
 
-    The iteration converges as (σ_9 / σ_1)^(2·40) and its Rayleigh–Ritz value never exceeds σ_1.
+    The Lanczos recurrence (seeded start, full re-orthogonalisation, twice) builds the tridiagonal T_j; its largest
+    Ritz value θ has the residual bound β_j |e_jᵀy|, and for the Hermitian MᴴM the eigenvalue is within that bound
+    of θ, so stopping at β_j |e_jᵀy| ≤ 10⁻¹² θ gives ‖M‖₂ = √θ to about 5·10⁻¹³ relative. Without convergence in
+    min(k, 300) steps the dense SVD is used.
     """
-    if min(M.shape) <= _DENSE_NORM:
+    d, k = M.shape
+    if min(d, k) <= _DENSE_NORM:
         return float(np.linalg.svd(M, compute_uv=False)[0])
-    rng = np.random.default_rng(0)
-    Q = np.linalg.qr(rng.standard_normal((M.shape[1], _BLOCK)).astype(M.dtype))[0]  # (k, b)
-    for _ in range(_ITERATIONS):
-        Q = np.linalg.qr(M.conj().T @ (M @ Q))[0]
-    MQ = M @ Q  # (d, b)
-    return float(np.sqrt(max(np.linalg.eigvalsh(MQ.conj().T @ MQ).max(), 0.0)))
+    steps = min(k, _NORM_STEPS)
+    Q = np.empty((steps + 1, k), dtype=np.result_type(M.dtype, np.float64))  # Lanczos vectors, one per row
+    q = np.random.default_rng(seed).standard_normal(k)
+    Q[0] = q / np.linalg.norm(q)
+    Mh = M.conj().T  # (k, d)
+    alpha, beta = [], []
+    for j in range(steps):
+        z = Mh @ (M @ Q[j])  # (k,)
+        alpha.append(float(np.vdot(Q[j], z).real))
+        for _ in range(2):
+            z = z - Q[: j + 1].T @ (Q[: j + 1].conj() @ z)
+        beta.append(float(np.linalg.norm(z)))
+        T = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)  # (j + 1, j + 1)
+        theta, Y = np.linalg.eigh(T)
+        if beta[-1] * abs(Y[-1, -1]) <= _NORM_TOL * theta[-1]:
+            return float(np.sqrt(max(theta[-1], 0.0)))
+        Q[j + 1] = z / beta[-1]
+    return float(np.linalg.svd(M, compute_uv=False)[0])
 
 
 def biorthogonal_condition(V: np.ndarray, U: np.ndarray) -> float:
@@ -87,9 +105,11 @@ def biorthogonal_condition(V: np.ndarray, U: np.ndarray) -> float:
         return eigenvector_condition(V)
     V = V / np.linalg.norm(V, axis=0)
     c = np.einsum("ij,ij->j", U.conj(), V)  # (k,) u_j^H v_j
-    if np.any(np.abs(c) <= np.finfo(np.float64).eps * np.linalg.norm(U, axis=0)):
+    eps = np.finfo(np.float64).eps
+    if np.any(np.abs(c) <= eps * np.linalg.norm(U, axis=0)):
         return float("inf")
-    return _norm2(V) * _norm2(U.conj().T / c[:, None])
+    kappa = _norm2(V) * _norm2(U.conj().T / c[:, None])
+    return float("inf") if kappa * eps * max(V.shape) >= 1.0 else kappa
 
 
 def resolvent_ratio(A: np.ndarray, z: np.ndarray) -> np.ndarray:
