@@ -23,11 +23,12 @@ from typing import Any
 
 from koopscope._validation import Interval, check_param, check_seed
 from koopscope.capture._deps import require_torch
+from koopscope.errors import DataError
 from koopscope.rmt.bulk import mp_edges, noise_estimate, spike_count, stable_rank, tw_threshold
 from koopscope.rmt.discovery import WeightMatrix, find_matrices
 from koopscope.rmt.powerlaw import powerlaw_alpha
 from koopscope.rmt.report import RMTReport
-from koopscope.rmt.singular import gram, gram_spectrum, top_singular
+from koopscope.rmt.singular import finite_gram, gram_spectrum, top_singular
 
 __all__ = ["MatrixStatistics", "matrix_statistics", "read_model", "statistics_and_vectors", "FULL_SPECTRUM_MAX",
            "TOP_K",
@@ -158,20 +159,16 @@ def statistics_and_vectors(matrices: Sequence[WeightMatrix], *, esd: bool = Fals
 def _full_readings(matrices: Sequence[WeightMatrix], index: Sequence[int]) -> dict[int, MatrixStatistics]:
     """Full-spectrum readings of matrices of one shape, keyed by ``index``.
 
-    The Gram matrices (B, p, p) stand in for the weights: a NaN or Inf weight makes its Gram matrix non-finite (its
-    diagonal holds the squared column norms), so only then is the weight itself inspected (a finite weight whose
-    Gram matrix overflows float32 is redone in float64); ‖W‖_F² = tr G.
+    Each Gram matrix (p, p) stands in for its weight (:func:`~koopscope.rmt.singular.finite_gram`: finiteness read
+    off the Gram matrix, a float32 overflow redone in float64); a non-finite weight is a finding; ‖W‖_F² = tr G.
     """
     torch = require_torch("matrix_statistics")
     grams: dict[int, Any] = {}                                                 # b -> (p, p)
     for b, wm in enumerate(matrices):
-        W = wm.matrix().detach()
-        g = gram(W)
-        if not bool(torch.isfinite(g).all()):
-            if not bool(torch.isfinite(W).all()):
-                continue
-            g = gram(W.double())                                               # the float32 product overflowed
-        grams[b] = g
+        try:
+            grams[b] = finite_gram([wm.matrix().detach()], "matrix_statistics")[0]
+        except DataError:                                                      # NaN or Inf in this weight
+            continue
     keep = list(grams)
     out = {index[b]: _non_finite(matrices[b]) for b in range(len(matrices)) if b not in grams}
     if keep:
