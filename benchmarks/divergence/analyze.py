@@ -284,6 +284,42 @@ def hypothesis(rows: Sequence[dict[str, Any]], n_boot: int, seed: int) -> dict[s
     }
 
 
+def ceiling(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> float | None:
+    """The largest AUROC any score that depends on ``rows`` only through ``keys`` can reach on these runs.
+
+    A score constant on each group of runs sharing ``keys`` ties every diverged run of a group with every stable run
+    of it (each such pair counts ½), whatever its value. Among such scores, ranking the groups by their own
+    divergence fraction d_g / n_g is optimal (it orders the groups by the likelihood ratio d_g / s_g, the
+    Neyman–Pearson order, which maximises the area under the ROC curve), so the AUROC of that in-sample oracle is
+    the ceiling. With ``keys`` = the initialised model (init, norm, width, depth, seed) it bounds every feature read
+    at initialisation, M≈1 included, since none of them sees the learning rate.
+    """
+    y = np.array([bool(r["diverged"]) for r in rows])
+    if y.all() or not y.any():
+        return None
+    groups: dict[tuple, list[bool]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(bool(r["diverged"]))
+    oracle = np.array([np.mean(groups[tuple(r[k] for k in keys)]) for r in rows])
+    return float(roc_auc_score(y, oracle))
+
+
+MODEL_KEYS = ("init", "norm", "width", "depth", "seed")  # what an init-time feature can depend on
+LR_ARCH_KEYS = ("init", "norm", "width", "depth", "lr")  # learning rate and architecture, not the seed
+
+
+def ceilings(rows: Sequence[dict[str, Any]], norms: Sequence[str]) -> dict[str, Any]:
+    """Ceilings (:func:`ceiling`) overall for init-time features, and within each normalisation for scores of the
+    learning rate and the architecture only, next to the learning rate alone."""
+    within = {}
+    for norm in norms:
+        sub = [r for r in rows if r["norm"] == norm]
+        y = np.array([bool(r["diverged"]) for r in sub])
+        lr = float(roc_auc_score(y, [r["lr"] for r in sub])) if 0 < y.sum() < len(y) else None
+        within[norm] = {"lr_alone": lr, "lr_and_architecture": ceiling(sub, LR_ARCH_KEYS)}
+    return {"init_features": ceiling(rows, MODEL_KEYS), "within_norm": within}
+
+
 def analyse(rows: Sequence[dict[str, Any]], n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The whole analysis: per initialisation and pooled, plus the per-norm summary, the hypothesis, the targets."""
     from .models import NORMS
@@ -298,6 +334,7 @@ def analyse(rows: Sequence[dict[str, Any]], n_boot: int = N_BOOT, seed: int = 0)
         result["groups"][name] = analyse_group(sub, norms, n_boot, seed)
         result["groups"][name]["norm_table"] = norm_table(sub, norms)
         result["groups"][name]["hypothesis"] = hypothesis(sub, n_boot, seed)
+        result["groups"][name]["ceilings"] = ceilings(sub, norms)
     result["targets"] = targets(result)
     return result
 
@@ -317,7 +354,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     for init in result["inits"]:
         g = result["groups"][init]
         m = _auc(g, "overall", "m_near_unit")
-        checks.append({"init": init, "target": "overall AUROC of M≈1 ≥ 0.95", "value": m,
+        cap = g["ceilings"]
+        checks.append({"init": init, "target": "overall AUROC of M≈1 ≥ 0.95",
+                       "value": {"m_near_unit": m, "ceiling_any_init_feature": cap["init_features"]},
                        "met": m is not None and m >= 0.95})
         for survivors in (False, True):
             grads = {n: _auc(g, "overall", n, survivors) for n in GRADIENT}
@@ -329,7 +368,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         for norm in result["norms"]:
             cal, lr = _auc(g, norm, "cal_rksp"), _auc(g, norm, "lr")
             checks.append({"init": init, "target": f"{norm}: calibrated lr-aware AUROC ≥ 0.85 and above lr alone",
-                           "value": {"cal_rksp": cal, "lr": lr},
+                           "value": {"cal_rksp": cal, "lr": lr,
+                                     "ceiling_lr_and_architecture": cap["within_norm"][norm]["lr_and_architecture"]},
                            "met": cal is not None and lr is not None and cal >= 0.85 and cal > lr})
     return checks
 
@@ -357,6 +397,7 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{_num(g['ece']['cal_nodmd'])}; calibrated step-1 gradient norm {_num(g['ece']['cal_grad1'])}.", ""]
         lines += _by_lr_table(g["by_lr"]) + [""]
         lines += _hypothesis(g["hypothesis"]) + [""]
+        lines += _ceilings(g["ceilings"]) + [""]
         notes = {k: v for k, v in g["calibration_notes"].items() if v}
         if notes:
             lines += [f"Calibration notes: {notes}", ""]
@@ -408,6 +449,19 @@ def _hypothesis(h: dict[str, Any]) -> list[str]:
         lines += [f"Paper's regime (lr ≤ {PAPER_REGIME_MAX_LR:g}; diverged/runs: {div}): AUROC of M≈1 "
                   f"{_fmt(regime['m_near_unit'])}, relative update (smaller = riskier) {_fmt(regime['rel_update'])}, "
                   f"ρ {_fmt(regime['rho'])}, learning rate alone {_fmt(regime['lr'])}."]
+    return lines
+
+
+def _ceilings(c: dict[str, Any]) -> list[str]:
+    within = c["within_norm"]
+    lines = [f"Ceilings (in-sample oracles, `ceiling`): no feature read at initialisation can score above "
+             f"**{_num(c['init_features'])}** on these runs (it cannot tell a model's learning rates apart). Within "
+             "each normalisation, the best any score of the learning rate and the architecture alone can reach, "
+             "next to the learning rate alone:", "",
+             "| | " + " | ".join(within) + " |", "|---|" + "---|" * len(within),
+             "| learning rate alone | " + " | ".join(_num(e["lr_alone"]) for e in within.values()) + " |",
+             "| ceiling: learning rate and architecture | "
+             + " | ".join(_num(e["lr_and_architecture"]) for e in within.values()) + " |"]
     return lines
 
 

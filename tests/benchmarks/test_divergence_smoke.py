@@ -85,6 +85,27 @@ def test_auroc_ci_matches_sklearn_and_ranks_inf_highest() -> None:
     assert analyze.auroc_ci(np.ones(5, bool), np.arange(5.0))["auroc"] is None  # one class
 
 
+def test_ceiling_is_the_best_group_constant_score() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    # Model A diverges at 2 of its 3 learning rates, model B at 1: (A-pos, A-neg) and (B-pos, B-neg) pairs tie
+    # whatever the score; ranking A above B wins the 4 (A-pos, B-neg) pairs and loses the (B-pos, A-neg) one.
+    def row(model: int, lr: float, diverged: bool) -> dict:
+        return {"init": "gpt2", "norm": "none", "width": 64, "depth": 2, "seed": model, "lr": lr, "diverged": diverged}
+
+    rows = [row(0, 0.01, False), row(0, 0.1, True), row(0, 1.0, True),
+            row(1, 0.01, False), row(1, 0.1, False), row(1, 1.0, True)]
+    cap = analyze.ceiling(rows, analyze.MODEL_KEYS)
+    assert cap == pytest.approx((2 * 0.5 + 4 + 0 + 2 * 0.5) / 9)
+    y = [r["diverged"] for r in rows]
+    for a, b in ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5)):  # every order of the two models' scores
+        assert roc_auc_score(y, [a if r["seed"] == 0 else b for r in rows]) <= cap + 1e-12
+    assert analyze.ceiling(rows, analyze.LR_ARCH_KEYS + ("seed",)) == 1.0  # one run per group: no forced ties
+    assert analyze.ceiling(rows[:1], analyze.MODEL_KEYS) is None  # one class
+    within = analyze.ceilings(rows, ["none"])["within_norm"]["none"]
+    assert within["lr_alone"] == pytest.approx(roc_auc_score(y, [r["lr"] for r in rows]))
+
+
 def test_divergence_rule_and_spikes() -> None:
     rule = DivergenceRule()
     assert check_divergence(4.0, 3.0, rule) is None
