@@ -123,3 +123,35 @@ def test_largest_stable_and_method_names() -> None:
     with pytest.raises(ValueError, match="unknown method"):
         run.parse_method("sam0.05")
     assert len(run.REGIME_LRS) == 8 and run.REGIME_LRS[0] == 5e-3 and run.REGIME_LRS[-1] == 1e-2
+
+
+def test_warning_traces_and_scores(tmp_path) -> None:
+    from benchmarks.kss import warning
+
+    out = tmp_path / "warning.jsonl"
+    assert warning.main(["--lrs", "1e-3,30", "--seeds", "0", "--steps", "6", "--window", "2", "--out", str(out)]) == 0
+    rows = {r["lr"]: r for r in read_rows(out)}
+    assert not rows[1e-3]["diverged"] and rows[1e-3]["steps_run"] == 6
+    assert rows[30.0]["diverged"]  # the planted absurd rate
+    for row in rows.values():
+        assert set(row["readings"]) == set(warning.READINGS)
+        assert all(len(v) == row["steps_run"] for v in row["readings"].values())
+    rho = [float(v) for v in rows[1e-3]["readings"]["max_rho"]]
+    assert all(math.isfinite(v) and v > 0 for v in rho)  # the monitor read every step
+
+
+def test_warning_score_on_planted_readings() -> None:
+    from benchmarks.kss import warning
+
+    def row(diverged: bool, values: list[float]) -> dict:
+        return {"diverged": diverged, "readings": {name: values for name in warning.READINGS}}
+
+    # The diverging run's reading climbs in its last 2 steps before the diverging step (which is not scored).
+    rows = [row(True, [1.0, 1.0, 5.0, 6.0, 99.0]), row(False, [1.0, 2.0, 1.0, 1.0, 1.0])]
+    result = warning.score(rows, horizon=2, window=2)
+    entry = result["max_rho"]
+    assert entry["n_steps"] == 4 + 5 and entry["n_before"] == 2
+    assert entry["auroc"] == 1.0  # 5 and 6 above every other step
+    assert entry["early"] == {"n_runs": 2, "n_diverged": 1, "auroc": 0.0}  # max over steps 1-2: 1.0 against 2.0
+    assert result["hinge"]["stable"]["share"] == pytest.approx(1 / 5)  # 2.0 > 1.05 once
+    assert result["hinge"]["diverged"]["median"] == pytest.approx(3.0)  # of 1, 1, 5, 6
