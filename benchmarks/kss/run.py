@@ -20,7 +20,8 @@ the overhead timing (of every method but the diagnostic ones).
 **Methods** (``--methods``, comma list): ``none``; ``clipC`` (``torch.nn.utils.clip_grad_norm_`` to C after the
 backward pass, e.g. ``clip1.0``); ``kssA`` with optional ``-everyK`` and ``-fracF`` (``ks.shaping.SpectralShaping``
 with α = A, every = K (default 10), layer_fraction = F (default 0.5), rank 32, ``blocks=model.blocks``, seeded with
-the run's seed; the penalty is added to the task loss). A ``-taskrule`` suffix (diagnostic rows) makes the
+the run's seed; the penalty is added to the task loss); ``-resR`` penalises only the eigenvalues with a ResDMD
+residual of at most R (``residual_threshold``, run 4). A ``-taskrule`` suffix (diagnostic rows) makes the
 divergence rule read the gradient of the task loss alone on shaped steps (two backward passes: the task loss on a
 retained graph, then the penalty); the optimiser still gets the sum.
 
@@ -107,7 +108,7 @@ TIMING_CYCLE = 10  # one KSS cycle at every = 10
 STABLE_DIVERGENCE = 0.2  # RKSP: a learning rate is stable below 20 % divergence
 
 _METHOD = re.compile(r"^(?:(?P<none>none)|clip(?P<clip>[0-9.]+(?:e-?[0-9]+)?)|kss(?P<alpha>[0-9.]+)"
-                     r"(?:-every(?P<every>[0-9]+))?(?:-frac(?P<frac>[0-9.]+))?(?P<task>-taskrule)?)$")
+                     r"(?:-every(?P<every>[0-9]+))?(?:-frac(?P<frac>[0-9.]+))?(?:-res(?P<res>[0-9.]+))?(?P<task>-taskrule)?)$")
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,12 @@ class Method:
     every: int = 10
     layer_fraction: float = 0.5
     task_rule: bool = False  # KSS only: the divergence rule reads the task gradient (the penalty's is not counted)
+    residual_threshold: float | None = None  # KSS only: penalise the eigenvalues with a ResDMD residual up to this
 
 
 def parse_method(text: str) -> Method:
-    """``none``, ``clip1.0``, ``kss0.15``, ``kss0.15-every1-frac1-taskrule`` -> :class:`Method` (else ValueError)."""
+    """``none``, ``clip1.0``, ``kss0.15``, ``kss0.15-every1-frac1-res0.1-taskrule`` -> :class:`Method` (else
+    ValueError)."""
     m = _METHOD.match(text.strip())
     if m is None:
         raise ValueError(f"unknown method {text!r}: use none, clipC (clip1.0), kssA (kss0.15), kssA-everyK-fracF")
@@ -137,7 +140,7 @@ def parse_method(text: str) -> Method:
     if every < 1 or not 0 < frac <= 1:
         raise ValueError(f"method {text!r}: every must be >= 1 and frac in (0, 1]")
     return Method(text.strip(), "kss", alpha=float(m["alpha"]), every=every, layer_fraction=frac,
-                  task_rule=bool(m["task"]))
+                  task_rule=bool(m["task"]), residual_threshold=float(m["res"]) if m["res"] else None)
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def make_shaping(model: Any, method: Method, seed: int) -> Any:
 
     return ks.shaping.SpectralShaping(model, alpha=method.alpha, every=method.every,
                                       layer_fraction=method.layer_fraction, rank=KSS_RANK, blocks=model.blocks,
-                                      seed=seed)
+                                      residual_threshold=method.residual_threshold, seed=seed)
 
 
 def make_optimizer(model: Any, cfg: Any) -> Any:

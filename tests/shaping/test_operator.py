@@ -155,3 +155,26 @@ def test_cuda_operator_matches_cpu() -> None:
     assert torch.isfinite(Xg.grad).all()
     ref = guarded_eigvals(whitened_operator(X.float(), Y.float(), rank=12))
     np.testing.assert_allclose(_sorted(lam.detach().cpu().numpy()), _sorted(ref.detach().numpy()), atol=1e-4)
+
+
+def test_eigenvalue_residuals_equal_the_whitened_dmd_residuals_in_any_order() -> None:
+    from koopscope.shaping.operator import eigenvalue_residuals, operator_from, whitened_coordinates
+
+    X, Y = pairs()
+    psi_x, psi_y = whitened_coordinates(X, Y, 12, eps=1e-12)
+    lam = guarded_eigvals(operator_from(psi_x, psi_y))
+    np.testing.assert_allclose(operator_from(psi_x, psi_y).numpy(), whitened_operator(X, Y, 12, eps=1e-12).numpy(),
+                               atol=1e-12)
+    res = eigenvalue_residuals(lam, psi_x, psi_y).numpy()
+    ref = ks.dmd.whitened(X.numpy(), Y.numpy(), modes=None)  # numpy, full rank, its own residuals
+    order, ref_order = np.argsort(np.abs(lam.numpy())), np.argsort(np.abs(ref.eigenvalues))
+    np.testing.assert_allclose(res[order], ref.residuals[ref_order], rtol=1e-7)
+    np.testing.assert_array_equal(eigenvalue_residuals(lam.flip(0), psi_x, psi_y).flip(0).numpy(), res)
+    # Planted: two extra coordinates of pure noise (Y independent of X there) carry eigenvalues the pairs do not
+    # support, and only those get large residuals.
+    g = torch.Generator().manual_seed(5)
+    Xn = torch.cat([X, 0.5 * torch.randn(X.shape[0], 2, generator=g, dtype=f64)], 1)
+    Yn = torch.cat([Y, 0.5 * torch.randn(X.shape[0], 2, generator=g, dtype=f64)], 1)
+    psi_x, psi_y = whitened_coordinates(Xn, Yn, 14, eps=1e-12)
+    res = eigenvalue_residuals(guarded_eigvals(operator_from(psi_x, psi_y)), psi_x, psi_y)
+    assert int((res > 0.5).sum()) == 2 and int((res < 0.1).sum()) == 12

@@ -96,6 +96,40 @@ def test_penalty_equals_the_operator_of_the_forward_states_and_reaches_the_weigh
     assert net.head.weight.grad is None  # the penalty depends on the residual stream only
 
 
+def test_residual_filter_keeps_the_supported_eigenvalues() -> None:
+    from koopscope.shaping.operator import eigenvalue_residuals, operator_from, whitened_coordinates
+
+    def penalty(threshold):
+        net = residual_mlp(0, d=16, L=4)
+        shaping = ks.shaping.SpectralShaping(net, rank=8, blocks=net.blocks, seed=2, layer_fraction=1.0,
+                                             residual_threshold=threshold)
+        x, _ = map_batch(torch.Generator().manual_seed(0))
+        net(x)
+        states = {k: v.detach().clone() for k, v in shaping.tap.states.items()}
+        value = shaping(net)
+        value.backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        return value.item(), shaping, states, grads
+
+    everything, shaping, states, _ = penalty(None)
+    assert penalty(1e9)[0] == pytest.approx(everything, rel=1e-12)  # a threshold nothing exceeds: the paper's
+    nothing, none_kept, _, grads = penalty(1e-12)  # nothing is supported that well: no penalty, finite zeros
+    assert nothing == 0.0 and none_kept.last.active and all(bool(torch.isfinite(g).all()) for g in grads)
+    # In between (the median residual): the penalty of exactly the eigenvalues whose residual is within it.
+    spectra = {}
+    for i, t in enumerate(sorted(shaping.last.layers)):
+        psi_x, psi_y = whitened_coordinates(states[t], states[t + 1], 8, seed=shaping.schedule.basis_seed(0) + i)
+        lam = guarded_eigvals(operator_from(psi_x, psi_y))
+        spectra[t] = (lam, eigenvalue_residuals(lam, psi_x, psi_y))
+    threshold = float(torch.cat([res for _, res in spectra.values()]).median())
+    value, filtered, _, _ = penalty(threshold)
+    expected = [float(kss_loss(lam[res <= threshold])) if bool((res <= threshold).any()) else 0.0
+                for lam, res in spectra.values()]
+    for t, e in zip(spectra, expected, strict=True):
+        assert filtered.last.layers[t]["kss_loss"] == pytest.approx(e, rel=1e-9)
+    assert value == pytest.approx(0.15 * sum(expected) / len(expected), rel=1e-6) and value != everything
+
+
 def test_same_seed_same_penalty_and_metrics() -> None:
     def one(seed):
         net = residual_mlp(0, d=16, L=4)
@@ -186,6 +220,8 @@ def test_alpha_zero_attaches_nothing() -> None:
     ({"max_tokens": 40}, r"^The 'max_tokens' parameter of SpectralShaping is 40, below 2 \* rank = 64"),
     ({"config": {"gamma": 0.3}}, r"^The 'config' parameter of SpectralShaping must be an instance of KSSConfig or "
                                  r"None; got \{'gamma': 0.3\}"),
+    ({"residual_threshold": 0.0}, r"^The 'residual_threshold' parameter of SpectralShaping must be a float in "
+                                  r"\(0, inf\) or None; got 0.0; ks.profile filters at 0.1"),
 ])
 def test_bad_options(kwargs, message) -> None:
     with pytest.raises(ParameterError, match=message):

@@ -55,7 +55,8 @@ from koopscope._validation import Interval, check_param, check_seed
 from koopscope.dmd.whitened import WHITENING_EPS
 from koopscope.errors import DataError, ParameterError
 
-__all__ = ["MAX_CONDITION", "guarded_eigvals", "principal_basis", "whitened_operator"]
+__all__ = ["MAX_CONDITION", "eigenvalue_residuals", "guarded_eigvals", "operator_from", "principal_basis",
+           "whitened_coordinates", "whitened_operator"]
 
 MAX_CONDITION = 1e3  # K: eigenvalue condition number above which an eigenvalue's gradient is scaled down
 OVERSAMPLING = 10  # randomized range finder (Halko, Martinsson & Tropp 2011, §4): r + 10 probe vectors
@@ -97,9 +98,10 @@ def _check_pairs(X: Any, Y: Any, rank: int) -> None:
                              f"{min(N - 1, D)} for {N} token states of width {D}; lower rank or pass more tokens.")
 
 
-def whitened_operator(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: float = WHITENING_EPS,
-                      seed: int = 0) -> torch.Tensor:
-    """The rank-r whitened operator Ã (r, r), float64, differentiable in X and Y (module docstring, steps 1-4).
+def whitened_coordinates(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: float = WHITENING_EPS,
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whitened coordinates Ψ_X = Z_x L⁻ᵀ, Ψ_Y = Z_y L⁻ᵀ (N, r), float64, differentiable in X and Y (module
+    docstring, steps 1-3): row i holds token i's states ℓ and ℓ + 1 in the basis that whitens state ℓ.
 
     Parameters
     ----------
@@ -122,11 +124,42 @@ def whitened_operator(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: float
     Q = principal_basis(Xc, rank, seed=seed)  # (D, r), no gradient
     Zx, Zy = Xc @ Q, Yc @ Q  # (N, r)
     eye = torch.eye(rank, dtype=torch.float64, device=X.device)
-    Cx = Zx.mT @ Zx / n + eps * eye  # (r, r), positive definite
-    Cyx = Zy.mT @ Zx / n  # (r, r)
-    L = torch.linalg.cholesky(Cx)  # (r, r) lower
-    M = torch.linalg.solve_triangular(L, Cyx, upper=False)  # L⁻¹ C_yx
-    return torch.linalg.solve_triangular(L, M.mT, upper=False).mT  # (r, r): L⁻¹ C_yx L⁻ᵀ
+    L = torch.linalg.cholesky(Zx.mT @ Zx / n + eps * eye)  # (r, r) lower: C_x = L Lᵀ, positive definite
+    Psi = torch.linalg.solve_triangular(L, torch.cat([Zx, Zy]).mT, upper=False).mT  # (2N, r): rows L⁻¹ z
+    return Psi[: X.shape[0]], Psi[X.shape[0]:]
+
+
+def operator_from(psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:
+    """Ã = Ψ_Yᵀ Ψ_X / (N − 1) = L⁻¹ C_yx L⁻ᵀ (r, r) from whitened coordinates (N, r) (module docstring, step 4)."""
+    return psi_y.mT @ psi_x / (psi_x.shape[0] - 1)
+
+
+def whitened_operator(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: float = WHITENING_EPS,
+                      seed: int = 0) -> torch.Tensor:
+    """The rank-r whitened operator Ã (r, r), float64, differentiable in X and Y (module docstring, steps 1-4);
+    parameters as :func:`whitened_coordinates`."""
+    return operator_from(*whitened_coordinates(X, Y, rank, eps=eps, seed=seed))
+
+
+def eigenvalue_residuals(eigenvalues: torch.Tensor, psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:
+    """The ResDMD residual (r,) of each eigenvalue of Ã = :func:`operator_from` (ψ_x, ψ_y), without gradient.
+
+    Eigenvalue λ_j's eigenfunction is φ_j(x) = w_j ψ(x), w_j the left eigenvector (w_j Ã = λ_j w_j), and its residual
+    is ‖Ψ_Y w_jᵀ − λ_j Ψ_X w_jᵀ‖ / ‖Ψ_X w_jᵀ‖ on the N pairs (:func:`koopscope.dmd.resdmd.residuals`, as
+    :func:`koopscope.profile` computes it): near 0 for an eigenvalue the pairs support, large for one that noise or
+    the whitening of near-empty directions adds. ``eigenvalues`` (r,) are those of Ã in any order (e.g. from
+    :func:`guarded_eigvals`); each is matched to the nearest eigenvalue of the decomposition made here.
+    """
+    import numpy as np
+
+    from koopscope.dmd.resdmd import galerkin, residuals
+
+    px, py = (p.detach().to("cpu", torch.float64).numpy() for p in (psi_x, psi_y))  # (N, r)
+    lam, V = np.linalg.eig(py.T @ px / (px.shape[0] - 1))  # (r,), (r, r)
+    res = residuals(lam, np.linalg.pinv(V).T, galerkin(px, py))  # coefficients: columns w_jᵀ
+    wanted = eigenvalues.detach().to("cpu", torch.complex128).numpy()  # (r,)
+    nearest = np.abs(wanted[:, None] - lam[None, :]).argmin(axis=1)
+    return torch.from_numpy(res[nearest]).to(eigenvalues.device)
 
 
 def _left_eigenvectors(V: torch.Tensor) -> torch.Tensor:
