@@ -12,9 +12,10 @@ Cases, in one process, each the median of ``--repeats`` runs after a warm-up (on
 
 - *WeightWatcher*: ``WeightWatcher(model=model).analyze()`` with its defaults (a full SVD per layer and a
   power-law fit with the KS x_min scan; it also reads GPT-2's ``wpe``, one 1024 × 768 matrix more than ours);
-- *koopscope readings*: ``matrix_statistics(find_matrices(model, split_fused=False))`` (σ_max and the top 8 singular
-  values by block Lanczos for short sides > 512, full ``svdvals`` below, noise level, MP/TW edges, spike count,
-  stable rank, α where the ESD is computed); fused ``c_attn`` unsplit so every matrix matches one of WW's;
+- *koopscope readings*: ``matrix_statistics(find_matrices(model, split_fused=False))`` (the whole spectrum from the
+  Gram matrix for short sides up to ``FULL_SPECTRUM_MAX`` = 1024, σ_max and the top 8 by block Lanczos above; noise
+  level, MP/TW edges, spike count, stable rank, α where the ESD is computed); fused ``c_attn`` unsplit so every
+  matrix matches one of WW's;
 - *σ_max agreement*: the largest relative difference between koopscope's σ_max and WW's ``sv_max`` over the
   matched matrices;
 - *repeated-full-SVD guard* (the invarlock 0.2.0 pattern, ``reference/anchors_rmt.md`` §1): four full CPU
