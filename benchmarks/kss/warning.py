@@ -126,10 +126,6 @@ def trace(spec: Trace) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _float(v: Any) -> float:
-    return float(v)  # "inf" / "nan" strings included
-
-
 def _auroc(y: Sequence[bool], s: Sequence[float]) -> float | None:
     y_arr = np.array(y, dtype=bool)
     return float(roc_auc_score(y_arr, s)) if 0 < y_arr.sum() < len(y_arr) else None
@@ -148,7 +144,7 @@ def score(rows: Sequence[dict[str, Any]], horizon: int = HORIZON, window: int = 
     for name in READINGS:
         y, s, y_run, s_run = [], [], [], []
         for r in rows:
-            vals = [_float(v) for v in r["readings"][name]]
+            vals = [float(v) for v in r["readings"][name]]  # "inf" / "nan" strings too
             end = len(vals) - 1 if r["diverged"] else len(vals)  # the diverging step itself is left out
             for t in range(end):
                 if math.isfinite(vals[t]):
@@ -167,7 +163,7 @@ def score(rows: Sequence[dict[str, Any]], horizon: int = HORIZON, window: int = 
 
 def _above_tau(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """Share of steps (before the end) on which the shaped transitions' ρ exceeds KSS's τ_u, and its median."""
-    rho = np.array([_float(v) for r in rows
+    rho = np.array([float(v) for r in rows
                     for v in r["readings"]["rho_shaped"][: len(r["readings"]["rho_shaped"]) - bool(r["diverged"])]])
     rho = rho[np.isfinite(rho)]
     if not rho.size:
