@@ -4,10 +4,10 @@ r"""One layer's rank-r whitened operator in torch, differentiable, and its eigen
 same tokens (rows are snapshots), in float64 whatever the model's dtype:
 
 1. centre each side by its own mean: X_c = X − x̄, Y_c = Y − ȳ (RKSP Eqs. 7-8);
-2. basis Q (D, r): the top-r principal directions of X_c, by a seeded randomized range finder (Halko et al.
-   2011; oversampling 10, two power iterations; an exact SVD when min(N, D) is within the oversampled width),
-   computed *without* gradient: the subspace is held fixed for the step, as ``spectral_norm`` holds its power
-   iterates, and the gradient flows through the coordinates Z_x = X_c Q, Z_y = Y_c Q (N, r);
+2. basis Q (D, r): the top-r principal directions of X_c (:func:`principal_basis`: exact for widths up to
+   4 (r + 10), else by a seeded randomized range finder, Halko et al. 2011), computed *without* gradient: the
+   subspace is held fixed for the step, as ``spectral_norm`` holds its power iterates, and the gradient flows
+   through the coordinates Z_x = X_c Q, Z_y = Y_c Q (N, r);
 3. whiten by the X covariance plus ε (RKSP Eq. 9, ε = 1e-5): C_x = Z_xᵀZ_x / (N − 1) + εI = L Lᵀ (Cholesky);
 4. the whitened operator Ã = L⁻¹ C_yx L⁻ᵀ (r, r), with C_yx = Z_yᵀZ_x / (N − 1).
 
@@ -61,17 +61,30 @@ __all__ = ["MAX_CONDITION", "eigenvalue_residuals", "guarded_eigvals", "operator
 MAX_CONDITION = 1e3  # K: eigenvalue condition number above which an eigenvalue's gradient is scaled down
 OVERSAMPLING = 10  # randomized range finder (Halko, Martinsson & Tropp 2011, §4): r + 10 probe vectors
 POWER_ITERATIONS = 2
+#: Widths D up to EXACT_FACTOR · (r + OVERSAMPLING) take the exact basis from the D × D covariance: its O(N·D² + D³)
+#: then costs less than the sketch's five O(N·D·k) passes and QRs (N = 512, r = 32, float64, one thread: 0.37 against
+#: 1.8 ms at D = 64, 3.1 against 3.2 ms at D = 192, 7.6 against 4.0 ms at D = 256).
+EXACT_FACTOR = 4
 _TIKHONOV = 1e-12  # μ of the fallback inverse (VᴴV + μI)⁻¹Vᴴ (VᴴV has a unit diagonal), when V is singular
 
 
 def principal_basis(Xc: torch.Tensor, rank: int, *, seed: int = 0) -> torch.Tensor:
-    """Orthonormal top-``rank`` principal directions (D, r) of centred rows Xc (N, D), without gradient."""
+    """Orthonormal top-``rank`` principal directions (D, r) of centred rows Xc (N, D), without gradient.
+
+    Exact (the leading eigenvectors of Xcᵀ Xc, or the SVD of Xc when N is below the sketch's width k = r + 10) up to
+    a width of :data:`EXACT_FACTOR` · k; wider states take a seeded randomized range finder (Halko, Martinsson &
+    Tropp 2011: k probes, two power iterations, Rayleigh–Ritz), which spans the top-r subspace up to the decay of
+    the spectrum beyond it.
+    """
     N, D = Xc.shape
     k = min(rank + OVERSAMPLING, N, D)
     with torch.no_grad():
         Xc = Xc.detach()
-        if k >= min(N, D):  # the sketch would span everything: take the exact SVD
+        if k >= N:  # the sketch would span every row: the SVD of the (N, D) rows is exact and cheapest
             return torch.linalg.svd(Xc, full_matrices=False)[2][:rank].mT  # (D, r)
+        if D <= EXACT_FACTOR * k:
+            V = torch.linalg.eigh(Xc.mT @ Xc)[1]  # (D, D), eigenvalues ascending
+            return V[:, -rank:].flip(-1)  # (D, r)
         g = torch.Generator(device="cpu").manual_seed(seed)
         probe = torch.randn(N, k, generator=g, dtype=Xc.dtype).to(Xc.device)  # (N, k)
         S = Xc.mT @ probe  # (D, k): range of Xcᵀ
