@@ -127,6 +127,13 @@ def whitened_coordinates(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: fl
     seed : int, default 0
         Seed of the randomized range finder.
     """
+    Zx, Zy, L = _principal_coordinates(X, Y, rank, eps, seed)
+    Psi = torch.linalg.solve_triangular(L, torch.cat([Zx, Zy]).mT, upper=False).mT  # (2N, r): rows L⁻¹ z
+    return Psi[: X.shape[0]], Psi[X.shape[0]:]
+
+
+def _principal_coordinates(X: Any, Y: Any, rank: int, eps: Any, seed: Any) -> tuple[torch.Tensor, ...]:
+    """Z_x, Z_y (N, r) and the Cholesky factor L (r, r) of C_x + εI (module docstring, steps 1-3), checked."""
     _check_pairs(X, Y, rank)
     check_param("eps", eps, Interval(float, 0.0, None, closed="neither"), caller="whitened_operator",
                 fix="RKSP uses eps=1e-5")
@@ -138,8 +145,7 @@ def whitened_coordinates(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: fl
     Zx, Zy = Xc @ Q, Yc @ Q  # (N, r)
     eye = torch.eye(rank, dtype=torch.float64, device=X.device)
     L = torch.linalg.cholesky(Zx.mT @ Zx / n + eps * eye)  # (r, r) lower: C_x = L Lᵀ, positive definite
-    Psi = torch.linalg.solve_triangular(L, torch.cat([Zx, Zy]).mT, upper=False).mT  # (2N, r): rows L⁻¹ z
-    return Psi[: X.shape[0]], Psi[X.shape[0]:]
+    return Zx, Zy, L
 
 
 def operator_from(psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:
@@ -150,8 +156,11 @@ def operator_from(psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:
 def whitened_operator(X: torch.Tensor, Y: torch.Tensor, rank: int, *, eps: float = WHITENING_EPS,
                       seed: int = 0) -> torch.Tensor:
     """The rank-r whitened operator Ã (r, r), float64, differentiable in X and Y (module docstring, steps 1-4);
-    parameters as :func:`whitened_coordinates`."""
-    return operator_from(*whitened_coordinates(X, Y, rank, eps=eps, seed=seed))
+    parameters as :func:`whitened_coordinates`. Equal to :func:`operator_from` of those coordinates, without forming
+    them: two r × r triangular solves instead of one over the 2N rows (the penalty's hot path)."""
+    Zx, Zy, L = _principal_coordinates(X, Y, rank, eps, seed)
+    M = torch.linalg.solve_triangular(L, Zy.mT @ Zx / (Zx.shape[0] - 1), upper=False)  # (r, r): L⁻¹ C_yx
+    return torch.linalg.solve_triangular(L, M.mT, upper=False).mT  # (r, r): L⁻¹ C_yx L⁻ᵀ
 
 
 def eigenvalue_residuals(eigenvalues: torch.Tensor, psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:

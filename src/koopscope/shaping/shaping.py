@@ -69,6 +69,7 @@ from koopscope.shaping.operator import (
     guarded_eigvals,
     operator_from,
     whitened_coordinates,
+    whitened_operator,
 )
 from koopscope.shaping.schedule import Schedule
 
@@ -289,10 +290,7 @@ class SpectralShaping:
         losses, radii, masses = [], [], []
         for i, t in enumerate(self._transitions):
             try:
-                psi_x, psi_y = whitened_coordinates(states[t], states[t + 1], self.rank, eps=self.eps,
-                                                    seed=self.schedule.basis_seed(step) + i)  # (N, r) float64
-                lam = guarded_eigvals(operator_from(psi_x, psi_y), self.max_condition)  # (r,) complex128
-                kept = self._supported(lam, psi_x, psi_y)
+                lam, kept = self._eigenvalues(states[t], states[t + 1], self.schedule.basis_seed(step) + i)
             except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:  # did not converge
                 return self._skip(step, f"the linear algebra of layer {t} failed ({str(err).splitlines()[0]})")
             loss = kss_loss(kept, self.config) if kept.numel() else lam.real.sum() * 0.0
@@ -311,11 +309,15 @@ class SpectralShaping:
                                 layers=layers)
         return penalty.to(torch.float32)
 
-    def _supported(self, lam: torch.Tensor, psi_x: torch.Tensor, psi_y: torch.Tensor) -> torch.Tensor:
-        """The eigenvalues the penalty acts on: all, or those with a ResDMD residual within the threshold."""
+    def _eigenvalues(self, X: torch.Tensor, Y: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eigenvalues (r,) complex128 of one transition's whitened operator, and those the penalty acts on: all,
+        or those with a ResDMD residual within ``residual_threshold`` (which needs the whitened coordinates)."""
         if self.residual_threshold is None:
-            return lam
-        return lam[eigenvalue_residuals(lam, psi_x, psi_y) <= self.residual_threshold]
+            lam = guarded_eigvals(whitened_operator(X, Y, self.rank, eps=self.eps, seed=seed), self.max_condition)
+            return lam, lam
+        psi_x, psi_y = whitened_coordinates(X, Y, self.rank, eps=self.eps, seed=seed)  # (N, r) float64
+        lam = guarded_eigvals(operator_from(psi_x, psi_y), self.max_condition)
+        return lam, lam[eigenvalue_residuals(lam, psi_x, psi_y) <= self.residual_threshold]
 
     def _skip_reason(self, states: dict[int, torch.Tensor]) -> str | None:
         n = next(iter(states.values())).shape[0]
